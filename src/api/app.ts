@@ -1,0 +1,30 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import type { Platform } from '../platform.ts';
+import { registerApiKeyAuth } from './auth.ts';
+import { registerErrorHandling } from './errors.ts';
+import { healthRoutes } from './routes/health.ts';
+import { caseRoutes } from './routes/v1/cases.ts';
+
+export interface BuildOptions {
+  logger?: boolean | Record<string, unknown>;
+}
+
+/** Builds the HTTP app without listening, so tests drive it with app.inject(). */
+export async function build(platform: Platform, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: 1024 * 1024,
+    requestTimeout: platform.config.limits.requestTimeoutMs,
+    genReqId: () => crypto.randomUUID(),
+  });
+  registerErrorHandling(app);
+  await app.register(multipart, {
+    throwFileSizeLimit: true,
+    limits: { fileSize: platform.config.limits.maxBytes, files: 1, fields: 4, parts: 6, fieldSize: 64 * 1024 },
+  });
+  registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: new Set(['/healthz', '/readyz']) });
+  await app.register(healthRoutes(platform));
+  await app.register(caseRoutes(platform), { prefix: '/v1' });
+  return app;
+}

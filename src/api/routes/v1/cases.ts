@@ -1,0 +1,83 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../../../core/errors.ts';
+import { CaseResult } from '../../../core/result.ts';
+import { toFhirBundle } from '../../../fhir/bundle.ts';
+import { readCase } from '../../../pipeline/case-store.ts';
+import type { Platform } from '../../../platform.ts';
+import { errorBody } from '../../errors.ts';
+import { ErrorResponse, jsonSchema } from '../../schema.ts';
+import { readUpload } from './upload.ts';
+
+const CaseAccepted = z.object({
+  id: z.string(),
+  status: z.literal('queued'),
+  links: z.object({ self: z.string(), fhir: z.string() }),
+});
+const PipelineQuery = z.object({ pipeline: z.string().regex(/^[a-z][a-z0-9-]*$/).optional() });
+const CaseParams = z.object({ id: z.string().uuid() });
+
+const errors = { 400: jsonSchema(ErrorResponse), 401: jsonSchema(ErrorResponse), 404: jsonSchema(ErrorResponse), 409: jsonSchema(ErrorResponse), 413: jsonSchema(ErrorResponse), 415: jsonSchema(ErrorResponse), 422: jsonSchema(ErrorResponse), 500: jsonSchema(ErrorResponse), 503: jsonSchema(ErrorResponse) };
+
+export function caseRoutes(platform: Platform): FastifyPluginAsync {
+  const { intake, runner, db, config } = platform;
+
+  async function loadCase(id: string) {
+    const parsed = CaseParams.safeParse({ id });
+    const result = parsed.success ? await readCase(db, id) : undefined;
+    if (!result) throw new AppError('CASE_NOT_FOUND', `No case with id ${id}`);
+    return result;
+  }
+
+  return async (app) => {
+    app.post('/predict', {
+      schema: {
+        summary: 'Analyse one image synchronously and return the result',
+        consumes: ['multipart/form-data'],
+        querystring: jsonSchema(PipelineQuery),
+        response: { 200: jsonSchema(CaseResult), ...errors },
+      },
+    }, async (request, reply) => {
+      const upload = await readUpload(request);
+      const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
+      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata }, { enqueue: false });
+      const outcome = await runner.run(caseId, { inputBytes: upload.bytes });
+      if (outcome.kind === 'busy') throw new AppError('INTERNAL', `Case ${caseId} was taken by another worker`);
+      const result = outcome.result;
+      if (result.status === 'failed' && result.error) {
+        const err = new AppError(result.error.code as ConstructorParameters<typeof AppError>[0], result.error.message);
+        return reply.status(err.status).send(errorBody(err, { caseId }));
+      }
+      return result;
+    });
+
+    app.post('/cases', {
+      schema: {
+        summary: 'Submit one image for analysis by the queue; poll the returned case',
+        consumes: ['multipart/form-data'],
+        querystring: jsonSchema(PipelineQuery),
+        response: { 202: jsonSchema(CaseAccepted), ...errors },
+      },
+    }, async (request, reply) => {
+      const upload = await readUpload(request);
+      const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
+      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata }, { enqueue: true });
+      const self = `/v1/cases/${caseId}`;
+      return reply.status(202).header('location', self).send({ id: caseId, status: 'queued', links: { self, fhir: `${self}/fhir` } });
+    });
+
+    app.get('/cases/:id', {
+      schema: { summary: 'Read a case: status, input, findings, models, timings, error', response: { 200: jsonSchema(CaseResult), ...errors } },
+    }, async (request) => loadCase((request.params as { id: string }).id));
+
+    app.get('/cases/:id/fhir', {
+      schema: { summary: 'The case result as a FHIR R4 Bundle', response: { ...errors } },
+    }, async (request, reply) => {
+      const result = await loadCase((request.params as { id: string }).id);
+      if (result.status === 'queued' || result.status === 'running') {
+        throw new AppError('CASE_NOT_FINISHED', `Case ${result.id} is ${result.status}`);
+      }
+      return reply.type('application/fhir+json').send(toFhirBundle(result, {}));
+    });
+  };
+}

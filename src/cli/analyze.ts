@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import type { Config } from '../core/config.ts';
+import { AppError } from '../core/errors.ts';
+import { toFhirBundle } from '../fhir/bundle.ts';
+import { openPlatform } from '../platform.ts';
+
+/** Runs one file through a pipeline in a throw-away embedded platform; prints JSON or a FHIR Bundle. */
+export async function analyzeFile(config: Config, file: string, pipeline: string, format: 'json' | 'fhir'): Promise<number> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch {
+    throw new AppError('MISSING_FILE', `Cannot read ${file}`);
+  }
+  const platform = await openPlatform(config, { withQueue: false });
+  try {
+    const progress = (msg: string) => { if (process.stderr.isTTY) process.stderr.write(`${msg}\n`); };
+    progress(`analysing ${file} with pipeline ${pipeline}…`);
+    const { caseId } = await platform.intake.accept({ bytes, pipeline }, { enqueue: false });
+    const outcome = await platform.runner.run(caseId, { inputBytes: bytes });
+    if (outcome.kind !== 'finished') throw new AppError('INTERNAL', 'the case was not run');
+    const result = outcome.result;
+    process.stdout.write(`${JSON.stringify(format === 'fhir' ? toFhirBundle(result, {}) : result, null, 2)}\n`);
+    if (result.status === 'failed' && result.error) {
+      process.stderr.write(`dxflow: ${result.error.code} in stage ${result.error.stage ?? '-'}: ${result.error.message}\nhint: ${result.error.hint}\n`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    await platform.close();
+  }
+}
+
+export async function listPipelines(config: Config): Promise<number> {
+  const { createModelCatalog } = await import('../models/catalog.ts');
+  const { createBuiltinStages } = await import('../pipeline/stages/index.ts');
+  const { loadPipelineCatalog } = await import('../pipeline/spec.ts');
+  const stages = createBuiltinStages({ models: createModelCatalog(config.modelsDir, { intraOpThreads: 1 }), limits: config.limits });
+  const catalog = await loadPipelineCatalog(config.pipelinesDir, stages);
+  process.stdout.write('Pipelines:\n');
+  for (const p of catalog.list()) {
+    process.stdout.write(`  ${p.name} (v${p.version}, accepts ${p.accepts.join(', ')})\n    ${p.description}\n    stages: ${p.stages.map((s) => `${s.id} [${s.uses}]`).join(' → ')}\n`);
+  }
+  process.stdout.write('\nStages:\n');
+  for (const s of stages.values()) process.stdout.write(`  ${s.name.padEnd(16)} ${s.description}\n`);
+  return 0;
+}

@@ -1,0 +1,112 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { loadConfig, type Config } from '../core/config.ts';
+import { AppError, toAppError } from '../core/errors.ts';
+import { COMMANDS, commandHelp, mainHelp, type CommandName } from './help.ts';
+
+async function readConfig(): Promise<Config> {
+  const file = process.env['DXFLOW_CONFIG'];
+  let fromFile: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch {
+      throw new AppError('CONFIG_INVALID', `DXFLOW_CONFIG points to ${file}, which cannot be read`);
+    }
+    const parsed: unknown = parseYaml(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new AppError('CONFIG_INVALID', `${file} must hold a YAML or JSON object of settings`);
+    }
+    fromFile = parsed as Record<string, unknown>;
+  }
+  return loadConfig(process.env, fromFile);
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    const topic = rest[0];
+    process.stdout.write(topic && topic in COMMANDS ? commandHelp(topic as CommandName) : mainHelp());
+    return 0;
+  }
+  if (command === '--version' || command === '-v') {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return 0;
+  }
+  if (!(command in COMMANDS)) {
+    process.stderr.write(`dxflow: unknown command "${command}"\n\n${mainHelp()}`);
+    return 2;
+  }
+  const name = command as CommandName;
+  const spec = COMMANDS[name];
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...spec.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    process.stderr.write(`dxflow ${name}: ${(e as Error).message}\n\n${commandHelp(name)}`);
+    return 2;
+  }
+  if (parsed.values['help']) {
+    process.stdout.write(commandHelp(name));
+    return 0;
+  }
+  const config = await readConfig();
+  switch (name) {
+    case 'serve': {
+      const { serve } = await import('./serve.ts');
+      return serve(config);
+    }
+    case 'migrate': {
+      const { openDatabase } = await import('../adapters/db/database.ts');
+      const { migrate } = await import('../adapters/db/migrate.ts');
+      const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        const { applied } = await migrate(db);
+        process.stdout.write(applied.length ? `applied ${applied.length} migration(s): ${applied.join(', ')}\n` : 'database is up to date\n');
+      } finally {
+        await db.close();
+      }
+      return 0;
+    }
+    case 'analyze': {
+      const file = parsed.positionals[0];
+      if (!file || parsed.positionals.length > 1) {
+        process.stderr.write(`dxflow analyze: give exactly one image file\n\n${commandHelp('analyze')}`);
+        return 2;
+      }
+      const format = String(parsed.values['format'] ?? 'json');
+      if (format !== 'json' && format !== 'fhir') {
+        process.stderr.write(`dxflow analyze: --format must be json or fhir, not "${format}"\n`);
+        return 2;
+      }
+      const { analyzeFile } = await import('./analyze.ts');
+      // A throw-away data folder: analyze never touches (or locks) the data folder of a running server.
+      const scratch = await mkdtemp(path.join(tmpdir(), 'dxflow-analyze-'));
+      try {
+        const pipeline = typeof parsed.values['pipeline'] === 'string' ? parsed.values['pipeline'] : config.defaultPipeline;
+        return await analyzeFile({ ...config, dataDir: scratch, databaseUrl: undefined, objectsDir: undefined }, file, pipeline, format);
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
+    case 'pipelines': {
+      const { listPipelines } = await import('./analyze.ts');
+      return listPipelines(config);
+    }
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (e: unknown) => {
+    const err = toAppError(e);
+    process.stderr.write(`dxflow: ${err.code}: ${err.message}\n${err.code === 'INTERNAL' ? '' : `hint: ${err.hint}\n`}`);
+    if (err.code === 'INTERNAL' && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+    process.exitCode = err.code === 'CONFIG_INVALID' ? 78 : 1;
+  },
+);

@@ -1,0 +1,66 @@
+import { randomBytes, createHash, randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pino from 'pino';
+import { build } from '../api/app.ts';
+import type { Config } from '../core/config.ts';
+import type { SqlExecutor } from '../core/ports.ts';
+import { openPlatform } from '../platform.ts';
+import { startCaseWorker } from '../worker/run-case.ts';
+
+/**
+ * The local API key: generated on first start, kept (mode 0600) in the data folder so it survives
+ * restarts, stored in the database as a sha256 only.
+ */
+async function ensureLocalApiKey(db: SqlExecutor, dataDir: string): Promise<{ key: string; file: string; fresh: boolean }> {
+  const file = path.join(dataDir, 'api-key');
+  let key: string;
+  let fresh = false;
+  try {
+    key = (await readFile(file, 'utf8')).trim();
+  } catch {
+    key = `dxf_${randomBytes(24).toString('base64url')}`;
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(file, `${key}\n`, { mode: 0o600 });
+    fresh = true;
+  }
+  const digest = createHash('sha256').update(key).digest('hex');
+  await db.query(`INSERT INTO dxflow_api_key (id, name, key_sha256) VALUES ($1, 'local', $2) ON CONFLICT (key_sha256) DO NOTHING`, [randomUUID(), digest]);
+  return { key, file, fresh };
+}
+
+export async function serve(config: Config): Promise<number> {
+  const log = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' } });
+  const platform = await openPlatform(config, { log });
+  const app = await build(platform, { logger: log.child({ component: 'api' }) as unknown as Record<string, unknown> });
+  const worker = config.worker.enabled ? await startCaseWorker(platform, log.child({ component: 'worker' })) : undefined;
+  const { key, file, fresh } = await ensureLocalApiKey(platform.db, config.dataDir);
+  const address = await app.listen({ host: config.host, port: config.port });
+
+  const where = platform.db.kind === 'pglite' ? `embedded PGlite in ${path.resolve(config.dataDir, 'db')}` : 'PostgreSQL (DXFLOW_DATABASE_URL)';
+  process.stdout.write([
+    '',
+    `dxflow listening on ${address}`,
+    `  database: ${where}`,
+    `  API key:  ${key}${fresh ? '  (new; saved in ' : '  (from '}${file})`,
+    '',
+    'Try it:',
+    `  curl -s -H "Authorization: Bearer ${key}" -F image=@samples/tissue-tumour-like.png ${address}/v1/predict`,
+    '',
+  ].join('\n'));
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: draining requests and jobs');
+    await app.close();
+    await worker?.stop();
+    await platform.close();
+  };
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => void stop('SIGINT').then(resolve));
+    process.once('SIGTERM', () => void stop('SIGTERM').then(resolve));
+  });
+  return 0;
+}

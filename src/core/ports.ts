@@ -1,0 +1,42 @@
+import type { Readable } from 'node:stream';
+
+// Ports: the small interfaces the inner layers use; adapters/ implements them (DESIGN.md §2).
+// Types only — no I/O happens here.
+
+/** Anything that runs one SQL statement with $1-style parameters: a pool, a client, a transaction. */
+export interface SqlExecutor {
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+}
+
+export interface Database extends SqlExecutor {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs parameterless SQL that may hold several statements (migrations). */
+  exec(sql: string): Promise<void>;
+  /** Runs fn inside one transaction; commits when it resolves, rolls back when it throws. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface StoredObject {
+  key: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface ObjectStore {
+  /** Stores bytes under key. Writing the same key twice with the same bytes is a no-op. */
+  put(key: string, data: Buffer): Promise<StoredObject>;
+  get(key: string): Promise<Buffer>;
+  /** Reads bytes [start, end) without loading the whole object. */
+  getRange(key: string, start: number, end: number): Promise<Buffer>;
+  stream(key: string): Readable;
+  head(key: string): Promise<{ bytes: number } | undefined>;
+  delete(key: string): Promise<void>;
+}
+
+export interface JobQueue {
+  /** Enqueues a job; with tx, inside the caller's transaction so it exists only if the caller commits. */
+  send(queue: string, data: Record<string, unknown>, options?: { tx?: SqlExecutor; singletonKey?: string; retryLimit?: number }): Promise<string | null>;
+  work(queue: string, options: { concurrency: number }, handler: (job: { id: string; data: Record<string, unknown> }) => Promise<void>): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,42 @@
+import sharp from 'sharp';
+import type { ModelManifest } from '../core/manifest.ts';
+
+export interface RgbImage {
+  /** Interleaved 8-bit RGB, width × height × 3 bytes. */
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+type Preprocess = ModelManifest['inputs']['preprocess'];
+
+/**
+ * Turns decoded RGB pixels into the model's input tensor as the manifest declares: resize, colour order,
+ * scale, per-channel mean/std, NCHW or NHWC. Returns the float data and its dims (batch of one).
+ */
+export async function toInputTensor(image: RgbImage, p: Preprocess): Promise<{ data: Float32Array; dims: number[] }> {
+  const { width, height, fit } = p.resize;
+  let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(width, height, { fit, background: { r: 255, g: 255, b: 255 } });
+  if (p.colour === 'grey') pipeline = pipeline.greyscale();
+  const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+  const channels = p.colour === 'grey' ? 1 : 3;
+  // sharp keeps 3 channels after greyscale() unless told otherwise; read the first of each pixel then.
+  const stride = info.channels;
+  const plane = width * height;
+  const out = new Float32Array(plane * channels);
+  const mean = (c: number) => p.mean[c] ?? p.mean[0] ?? 0;
+  const std = (c: number) => p.std[c] ?? p.std[0] ?? 1;
+  for (let c = 0; c < channels; c++) {
+    const source = p.colour === 'bgr' ? 2 - c : c;
+    const m = mean(c);
+    const s = std(c);
+    for (let i = 0; i < plane; i++) {
+      const v = ((data[i * stride + source] as number) / p.scale - m) / s;
+      if (p.layout === 'nchw') out[c * plane + i] = v;
+      else out[i * channels + c] = v;
+    }
+  }
+  const dims = p.layout === 'nchw' ? [1, channels, height, width] : [1, height, width, channels];
+  return { data: out, dims };
+}

@@ -1,0 +1,223 @@
+import type { CaseError, CaseResult, CaseStatus, Finding, InputRecord, ModelRef, StageTiming } from '../core/result.ts';
+import type { Database, SqlExecutor } from '../core/ports.ts';
+
+// All SQL about cases lives here (one module, like pg-boss keeps its SQL together). Functions take the
+// executor they should run on, so callers can join them into one transaction.
+
+interface CaseRow {
+  id: string;
+  tenant: string;
+  pipeline: string;
+  pipeline_version: number;
+  status: CaseStatus;
+  error_code: string | null;
+  error_message: string | null;
+  error_hint: string | null;
+  error_stage: string | null;
+  lease_owner: string | null;
+  lease_until: Date | string | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+  completed_at: Date | string | null;
+}
+
+interface InputRow {
+  object_key: string;
+  sha256: string;
+  bytes: string | number;
+  media_type: InputRecord['mediaType'];
+  mime_type: string;
+  width: number | null;
+  height: number | null;
+}
+
+export interface CheckpointRow {
+  stage: string;
+  uses: string;
+  seq: number;
+  status: 'succeeded' | 'failed';
+  attempts: number;
+  output: StoredStageOutput | null;
+  duration_ms: number;
+}
+
+export interface StoredStageOutput {
+  data: unknown;
+  findings?: Finding[];
+  models?: ModelRef[];
+}
+
+const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
+
+export async function insertCase(
+  tx: SqlExecutor,
+  c: { id: string; pipeline: string; pipelineVersion: number; status: CaseStatus; input: InputRecord; metadata: Record<string, unknown> },
+): Promise<void> {
+  await tx.query(`INSERT INTO dxflow_case (id, pipeline, pipeline_version, status, metadata) VALUES ($1, $2, $3, $4, $5)`, [c.id, c.pipeline, c.pipelineVersion, c.status, JSON.stringify(c.metadata)]);
+  const i = c.input;
+  await tx.query(
+    `INSERT INTO dxflow_input (case_id, object_key, sha256, bytes, media_type, mime_type, width, height)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [c.id, i.objectKey, i.sha256, i.bytes, i.mediaType, i.mimeType, i.width ?? null, i.height ?? null],
+  );
+}
+
+/**
+ * Takes the case for this worker unless a live lease belongs to another one. Returns the row when taken,
+ * undefined when the case is finished or held elsewhere. The lease, not the queue, guarantees that two
+ * workers never run the same case at once.
+ */
+export async function acquireLease(db: SqlExecutor, id: string, owner: string, leaseSeconds: number): Promise<CaseRow | undefined> {
+  const rows = await db.query<CaseRow>(
+    `UPDATE dxflow_case
+        SET status = 'running', lease_owner = $2, lease_until = now() + make_interval(secs => $3),
+            attempts = attempts + 1, updated_at = now()
+      WHERE id = $1 AND status IN ('queued', 'running')
+        AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+      RETURNING *`,
+    [id, owner, leaseSeconds],
+  );
+  return rows[0];
+}
+
+export async function renewLease(db: SqlExecutor, id: string, owner: string, leaseSeconds: number): Promise<void> {
+  await db.query(`UPDATE dxflow_case SET lease_until = now() + make_interval(secs => $3), updated_at = now() WHERE id = $1 AND lease_owner = $2`, [id, owner, leaseSeconds]);
+}
+
+export async function loadCheckpoints(db: SqlExecutor, id: string): Promise<Map<string, CheckpointRow>> {
+  const rows = await db.query<CheckpointRow>(`SELECT stage, uses, seq, status, attempts, output, duration_ms FROM dxflow_stage_run WHERE case_id = $1`, [id]);
+  return new Map(rows.map((r) => [r.stage, r]));
+}
+
+export async function recordStageSuccess(
+  db: Database,
+  c: { caseId: string; stage: string; uses: string; seq: number; attempts: number; output: StoredStageOutput; durationMs: number; startedAt: Date },
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    // ON CONFLICT DO NOTHING: a stage that somehow ran twice (a lease lost to a pause) keeps the first
+    // checkpoint and the first findings; results are never duplicated.
+    await tx.query(
+      `INSERT INTO dxflow_stage_run (case_id, stage, uses, seq, status, attempts, output, duration_ms, started_at, finished_at)
+       VALUES ($1, $2, $3, $4, 'succeeded', $5, $6, $7, $8, now())
+       ON CONFLICT (case_id, stage) DO NOTHING`,
+      [c.caseId, c.stage, c.uses, c.seq, c.attempts, JSON.stringify(c.output), c.durationMs, c.startedAt],
+    );
+    for (const f of c.output.findings ?? []) {
+      await tx.query(
+        `INSERT INTO dxflow_finding (case_id, stage, code, label, probability, model_name, model_version, model_kind, model_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (case_id, stage, code) DO NOTHING`,
+        [c.caseId, f.stage, f.code, f.label, f.probability, f.model?.name ?? null, f.model?.version ?? null, f.model?.kind ?? null, f.model?.sha256 ?? null],
+      );
+    }
+  });
+}
+
+/** The one error path: the failing stage's checkpoint and the case's error fields, in one transaction. */
+export async function recordFailure(
+  db: Database,
+  c: { caseId: string; owner: string; stage: string | null; uses: string | null; seq: number; attempts: number; durationMs: number; startedAt: Date; error: Omit<CaseError, 'stage'> },
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    if (c.stage !== null && c.uses !== null) {
+      await tx.query(
+        `INSERT INTO dxflow_stage_run (case_id, stage, uses, seq, status, attempts, output, duration_ms, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, 'failed', $5, NULL, $6, $7, now())
+         ON CONFLICT (case_id, stage) DO UPDATE SET status = 'failed', attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms, finished_at = now()
+         WHERE dxflow_stage_run.status = 'failed'`,
+        [c.caseId, c.stage, c.uses, c.seq, c.attempts, c.durationMs, c.startedAt],
+      );
+    }
+    await tx.query(
+      `UPDATE dxflow_case SET status = 'failed', error_code = $2, error_message = $3, error_hint = $4, error_stage = $5,
+              lease_owner = NULL, lease_until = NULL, completed_at = now(), updated_at = now()
+        WHERE id = $1 AND status <> 'succeeded' AND (lease_owner = $6 OR lease_owner IS NULL)`,
+      [c.caseId, c.error.code, c.error.message, c.error.hint, c.stage, c.owner],
+    );
+  });
+}
+
+export async function markSucceeded(db: SqlExecutor, id: string, owner: string): Promise<void> {
+  await db.query(
+    `UPDATE dxflow_case SET status = 'succeeded', lease_owner = NULL, lease_until = NULL, completed_at = now(), updated_at = now()
+      WHERE id = $1 AND lease_owner = $2 AND status = 'running'`,
+    [id, owner],
+  );
+}
+
+/**
+ * Cases a crashed process left behind: unfinished, with an expired lease, or never leased and untouched
+ * for staleSeconds (their job was lost with the process that had fetched it).
+ */
+export async function listAbandoned(db: SqlExecutor, staleSeconds: number, limit = 100): Promise<string[]> {
+  const rows = await db.query<{ id: string }>(
+    `SELECT id FROM dxflow_case
+      WHERE status IN ('queued', 'running')
+        AND COALESCE(lease_until, updated_at + make_interval(secs => $1)) <= now()
+      ORDER BY created_at LIMIT $2`,
+    [staleSeconds, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Embedded mode only: one process owns the data folder, so every lease at start belongs to a dead run. */
+export async function releaseAllLeases(db: SqlExecutor): Promise<number> {
+  const rows = await db.query<{ id: string }>(`UPDATE dxflow_case SET lease_owner = NULL, lease_until = NULL WHERE status IN ('queued', 'running') RETURNING id`);
+  return rows.length;
+}
+
+export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult | undefined> {
+  const [row] = await db.query<CaseRow>(`SELECT * FROM dxflow_case WHERE id = $1`, [id]);
+  if (!row) return undefined;
+  const [input] = await db.query<InputRow>(`SELECT * FROM dxflow_input WHERE case_id = $1`, [id]);
+  const stages = await db.query<CheckpointRow>(
+    `SELECT stage, uses, seq, status, attempts, output, duration_ms FROM dxflow_stage_run WHERE case_id = $1 ORDER BY seq`,
+    [id],
+  );
+  const findingRows = await db.query<{
+    stage: string; code: string; label: string; probability: number;
+    model_name: string | null; model_version: string | null; model_kind: string | null; model_sha256: string | null;
+  }>(`SELECT * FROM dxflow_finding WHERE case_id = $1 ORDER BY probability DESC, code`, [id]);
+
+  const findings: Finding[] = findingRows.map((f) => ({
+    stage: f.stage,
+    code: f.code,
+    label: f.label,
+    probability: f.probability,
+    ...(f.model_name ? { model: { name: f.model_name, version: f.model_version ?? '', kind: f.model_kind ?? '', sha256: f.model_sha256 ?? '' } } : {}),
+  }));
+  const models = new Map<string, ModelRef>();
+  for (const s of stages) for (const m of s.output?.models ?? []) models.set(`${m.name}@${m.version}`, m);
+  const timings: StageTiming[] = stages.map((s) => ({
+    stage: s.stage,
+    uses: s.uses,
+    status: s.status,
+    attempts: s.attempts,
+    durationMs: Math.round(s.duration_ms * 1000) / 1000,
+  }));
+  return {
+    id: row.id,
+    pipeline: row.pipeline,
+    status: row.status,
+    createdAt: iso(row.created_at) as string,
+    updatedAt: iso(row.updated_at) as string,
+    completedAt: iso(row.completed_at),
+    input: input
+      ? {
+          objectKey: input.object_key,
+          sha256: input.sha256,
+          bytes: Number(input.bytes),
+          mediaType: input.media_type,
+          mimeType: input.mime_type,
+          ...(input.width !== null ? { width: input.width } : {}),
+          ...(input.height !== null ? { height: input.height } : {}),
+        }
+      : null,
+    findings,
+    models: [...models.values()],
+    timings,
+    error: row.error_code
+      ? { code: row.error_code, message: row.error_message ?? '', hint: row.error_hint ?? '', stage: row.error_stage }
+      : null,
+  };
+}

@@ -1,0 +1,60 @@
+import type { z } from 'zod';
+import type { Finding, InputRecord, ModelRef } from '../core/result.ts';
+
+// A stage is `(input, ctx) => output` with zod-typed params and output (DESIGN.md §2). It knows nothing of
+// HTTP, queues or SQL: the runner owns retries, checkpoints, timing and the error path.
+
+export interface StageContext<P> {
+  caseId: string;
+  stageId: string;
+  input: InputRecord;
+  /** The stage's `with:` block, already validated against its params schema. */
+  params: P;
+  /** Outputs of the stages that ran before this one, by stage id. */
+  outputs: ReadonlyMap<string, unknown>;
+  /** Raw bytes of the case input (read once per run, shared by stages). */
+  readInput(): Promise<Buffer>;
+  signal: AbortSignal;
+}
+
+export interface StageResult<O> {
+  data: O;
+  findings?: Finding[];
+  models?: ModelRef[];
+}
+
+export interface StageDefinition<P = unknown, O = unknown> {
+  /** The name pipeline specs use in `uses:`. */
+  name: string;
+  description: string;
+  params: z.ZodType<P>;
+  output: z.ZodType<O>;
+  run(ctx: StageContext<P>): Promise<StageResult<O>>;
+}
+
+/** Helper that keeps P and O inferred from the schemas at the definition site. */
+export function defineStage<PS extends z.ZodType, OS extends z.ZodType>(def: {
+  name: string;
+  description: string;
+  params: PS;
+  output: OS;
+  run(ctx: StageContext<z.infer<PS>>): Promise<StageResult<z.infer<OS>>>;
+}): StageDefinition<z.infer<PS>, z.infer<OS>> {
+  return def as StageDefinition<z.infer<PS>, z.infer<OS>>;
+}
+
+export type StageRegistry = ReadonlyMap<string, StageDefinition>;
+
+// Params appear in and out of a stage's signature (invariant), so a list of differently typed stages
+// can only be typed with `any` here; each stage is still checked at its own definition.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyStage = StageDefinition<any, any>;
+
+export function createStageRegistry(stages: readonly AnyStage[]): StageRegistry {
+  const map = new Map<string, StageDefinition>();
+  for (const s of stages) {
+    if (map.has(s.name)) throw new Error(`stage "${s.name}" registered twice`);
+    map.set(s.name, s as StageDefinition);
+  }
+  return map;
+}

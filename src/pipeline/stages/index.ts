@@ -1,0 +1,20 @@
+import type { ModelCatalog } from '../../models/catalog.ts';
+import { createStageRegistry, type StageRegistry } from '../stage.ts';
+import type { ImageLimits } from './decode-input.ts';
+import { createImageValidateStage } from './image-validate.ts';
+import { createModelClassifyStage } from './model-classify.ts';
+import { utilDelayStage } from './util-delay.ts';
+
+export interface StageDeps {
+  models: ModelCatalog;
+  limits: ImageLimits;
+}
+
+/** Every built-in stage, wired with its dependencies. Pipelines refer to them by name in `uses:`. */
+export function createBuiltinStages(deps: StageDeps): StageRegistry {
+  return createStageRegistry([
+    createImageValidateStage(deps.limits),
+    createModelClassifyStage(deps),
+    utilDelayStage,
+  ]);
+}

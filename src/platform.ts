@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Config } from './core/config.ts';
+import type { Database, JobQueue, ObjectStore } from './core/ports.ts';
+import { openDatabase } from './adapters/db/database.ts';
+import { migrate } from './adapters/db/migrate.ts';
+import { createFolderStore } from './adapters/objects/folder.ts';
+import { createPgBossQueue } from './adapters/queue/pgboss.ts';
+import { createModelCatalog, type ModelCatalog } from './models/catalog.ts';
+import { createIntake, type Intake } from './pipeline/intake.ts';
+import { createRunner, type Runner, type RunnerLog } from './pipeline/runner.ts';
+import { loadPipelineCatalog, type PipelineCatalog } from './pipeline/spec.ts';
+import { createBuiltinStages } from './pipeline/stages/index.ts';
+import type { StageRegistry } from './pipeline/stage.ts';
+
+// The composition root shared by the api, worker and cli entry points: the only place (with them) that
+// chooses adapters. Embedded or distributed is decided here by configuration alone (DESIGN.md §3).
+
+export interface Platform {
+  config: Config;
+  db: Database;
+  objects: ObjectStore;
+  queue: JobQueue;
+  models: ModelCatalog;
+  stages: StageRegistry;
+  pipelines: PipelineCatalog;
+  runner: Runner;
+  intake: Intake;
+  /** Stops the queue, releases models and closes the database, in that order. */
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  log?: RunnerLog;
+  /** Override the object store (tests); defaults to the folder store in the data directory. */
+  objects?: ObjectStore;
+  /** pg-boss schema (tests isolate themselves); defaults to pg-boss's own. */
+  queueSchema?: string;
+  /** Postgres schema for dxflow's tables (tests isolate themselves). */
+  dbSchema?: string;
+  /** false for one-shot runs (dxflow analyze): no queue is started and nothing can be enqueued. */
+  withQueue?: boolean;
+}
+
+/** The queue of a one-shot run: it has no workers, so sending to it is a programming error. */
+const noQueue: JobQueue = {
+  async send() { throw new Error('this platform was opened without a queue'); },
+  async work() { throw new Error('this platform was opened without a queue'); },
+  async stop() {},
+};
+
+export async function openPlatform(config: Config, options: OpenOptions = {}): Promise<Platform> {
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...(options.dbSchema ? { schema: options.dbSchema } : {}) });
+  try {
+    await migrate(db);
+    const objects = options.objects ?? createFolderStore(config.objectsDir ?? path.join(config.dataDir, 'objects'));
+    const queue = options.withQueue === false ? noQueue : await createPgBossQueue(db, options.queueSchema ? { schema: options.queueSchema } : {});
+    const models = createModelCatalog(config.modelsDir, { intraOpThreads: config.onnx.intraOpThreads });
+    const limits = { maxPixels: config.limits.maxPixels, maxBytes: config.limits.maxBytes };
+    const stages = createBuiltinStages({ models, limits });
+    const pipelines = await loadPipelineCatalog(config.pipelinesDir, stages);
+    const runner = createRunner({
+      db, objects, stages, pipelines,
+      owner: `${process.pid}-${randomUUID().slice(0, 8)}`,
+      leaseSeconds: config.worker.leaseSeconds,
+      retry: config.retry,
+      ...(options.log ? { log: options.log } : {}),
+    });
+    const intake = createIntake({ db, objects, queue, pipelines, limits });
+    return {
+      config, db, objects, queue, models, stages, pipelines, runner, intake,
+      async close() {
+        await queue.stop();
+        await models.close();
+        await db.close();
+      },
+    };
+  } catch (e) {
+    await db.close().catch(() => undefined);
+    throw e;
+  }
+}
