@@ -1,0 +1,41 @@
+// npm run bench — runs the benchmarks and rewrites BENCHMARKS.md with the results and ratios.
+import { cpus } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { predictLatency } from './predict-latency.ts';
+import type { LatencySummary } from './stats.ts';
+
+const requests = Number(process.env['BENCH_REQUESTS'] ?? 400);
+process.stderr.write(`predict latency: ${requests} requests per setting…\n`);
+const r = await predictLatency({ requests });
+
+const ms = (v: number) => v.toFixed(2);
+const row = (name: string, s: LatencySummary) => `| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(s.p99)} | ${s.throughput.toFixed(1)} |`;
+const get = (k: string) => { const v = r[k]; if (!v) throw new Error(`missing result ${k}`); return v; };
+const ratio = (c: number, p: 'p50' | 'p95' | 'p99') => (get(`POST /v1/predict c=${c}`)[p] / get(`session.run c=${c}`)[p]).toFixed(1);
+
+const md = `# Benchmarks
+
+Measured with \`npm run bench\` (\`BENCH_REQUESTS=${requests}\`) on ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'},
+Node ${process.version}, ${new Date().toISOString().slice(0, 10)}. Everything runs in one process on this machine;
+numbers from another machine are not comparable, ratios roughly are.
+
+## POST /v1/predict against a bare \`session.run\`
+
+The peer is onnxruntime-node's \`InferenceSession.run\` on the same demo model with a ready input
+tensor — the floor any server could reach. \`POST /v1/predict\` adds the HTTP round trip on loopback,
+multipart parsing, type and limit checks, a full decode, preprocessing, storing the input object and
+the case, one checkpoint per stage and the findings (embedded PGlite), and reading the result back.
+
+| setting | requests | p50 ms | p95 ms | p99 ms | per second |
+|---|---|---|---|---|---|
+${Object.entries(r).map(([k, v]) => row(k, v)).join('\n')}
+
+| ratio predict / session.run | p50 | p95 | p99 |
+|---|---|---|---|
+| concurrency 1 | ${ratio(1, 'p50')}× | ${ratio(1, 'p95')}× | ${ratio(1, 'p99')}× |
+| concurrency 8 | ${ratio(8, 'p50')}× | ${ratio(8, 'p95')}× | ${ratio(8, 'p99')}× |
+
+Reproduce: \`npm run bench\`.
+`;
+await writeFile('BENCHMARKS.md', md);
+process.stdout.write(md);
