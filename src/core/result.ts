@@ -47,6 +47,8 @@ export const StageTiming = z.object({
   status: z.enum(['succeeded', 'failed', 'skipped']),
   attempts: z.number().int(),
   durationMs: z.number(),
+  startedAt: z.string(),
+  finishedAt: z.string(),
 });
 export type StageTiming = z.infer<typeof StageTiming>;
 

@@ -39,6 +39,8 @@ export interface CheckpointRow {
   attempts: number;
   output: StoredStageOutput | null;
   duration_ms: number;
+  started_at: Date | string;
+  finished_at: Date | string;
 }
 
 export interface StoredStageOutput {
@@ -85,7 +87,7 @@ export async function renewLease(db: SqlExecutor, id: string, owner: string, lea
 }
 
 export async function loadCheckpoints(db: SqlExecutor, id: string): Promise<Map<string, CheckpointRow>> {
-  const rows = await db.query<CheckpointRow>(`SELECT stage, uses, seq, status, attempts, output, duration_ms FROM dxflow_stage_run WHERE case_id = $1`, [id]);
+  const rows = await db.query<CheckpointRow>(`SELECT stage, uses, seq, status, attempts, output, duration_ms, started_at, finished_at FROM dxflow_stage_run WHERE case_id = $1`, [id]);
   return new Map(rows.map((r) => [r.stage, r]));
 }
 
@@ -171,7 +173,7 @@ export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult 
   if (!row) return undefined;
   const [input] = await db.query<InputRow>(`SELECT * FROM dxflow_input WHERE case_id = $1`, [id]);
   const stages = await db.query<CheckpointRow>(
-    `SELECT stage, uses, seq, status, attempts, output, duration_ms FROM dxflow_stage_run WHERE case_id = $1 ORDER BY seq`,
+    `SELECT stage, uses, seq, status, attempts, output, duration_ms, started_at, finished_at FROM dxflow_stage_run WHERE case_id = $1 ORDER BY seq`,
     [id],
   );
   const findingRows = await db.query<{
@@ -194,6 +196,8 @@ export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult 
     status: s.status,
     attempts: s.attempts,
     durationMs: Math.round(s.duration_ms * 1000) / 1000,
+    startedAt: iso(s.started_at) as string,
+    finishedAt: iso(s.finished_at) as string,
   }));
   return {
     id: row.id,
