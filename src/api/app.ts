@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import type { Platform } from '../platform.ts';
 import { registerApiKeyAuth } from './auth.ts';
@@ -7,13 +7,14 @@ import { healthRoutes } from './routes/health.ts';
 import { caseRoutes } from './routes/v1/cases.ts';
 
 export interface BuildOptions {
-  logger?: boolean | Record<string, unknown>;
+  /** A pino logger; without one the app logs nothing (tests). */
+  logger?: FastifyBaseLogger;
 }
 
 /** Builds the HTTP app without listening, so tests drive it with app.inject(). */
 export async function build(platform: Platform, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: 1024 * 1024,
     requestTimeout: platform.config.limits.requestTimeoutMs,
     genReqId: () => crypto.randomUUID(),

@@ -107,6 +107,8 @@ run(process.argv.slice(2)).then(
     const err = toAppError(e);
     process.stderr.write(`dxflow: ${err.code}: ${err.message}\n${err.code === 'INTERNAL' ? '' : `hint: ${err.hint}\n`}`);
     if (err.code === 'INTERNAL' && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
-    process.exitCode = err.code === 'CONFIG_INVALID' ? 78 : 1;
+    // Exit now: an error half-way through start-up may leave timers (queue polling) that would keep
+    // the process alive without doing anything.
+    process.exit(err.code === 'CONFIG_INVALID' ? 78 : 1);
   },
 );

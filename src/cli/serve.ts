@@ -32,10 +32,20 @@ async function ensureLocalApiKey(db: SqlExecutor, dataDir: string): Promise<{ ke
 export async function serve(config: Config): Promise<number> {
   const log = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' } });
   const platform = await openPlatform(config, { log });
-  const app = await build(platform, { logger: log.child({ component: 'api' }) as unknown as Record<string, unknown> });
-  const worker = config.worker.enabled ? await startCaseWorker(platform, log.child({ component: 'worker' })) : undefined;
-  const { key, file, fresh } = await ensureLocalApiKey(platform.db, config.dataDir);
-  const address = await app.listen({ host: config.host, port: config.port });
+  let started: { app: Awaited<ReturnType<typeof build>>; worker: Awaited<ReturnType<typeof startCaseWorker>> | undefined; address: string; key: Awaited<ReturnType<typeof ensureLocalApiKey>> };
+  try {
+    const app = await build(platform, { logger: log.child({ component: 'api' }) });
+    const worker = config.worker.enabled ? await startCaseWorker(platform, log.child({ component: 'worker' })) : undefined;
+    const key = await ensureLocalApiKey(platform.db, config.dataDir);
+    const address = await app.listen({ host: config.host, port: config.port });
+    started = { app, worker, address, key };
+  } catch (e) {
+    // A port in use or a bad model must not leave the database and queue open behind a dead server.
+    await platform.close().catch(() => undefined);
+    throw e;
+  }
+  const { app, worker, address } = started;
+  const { key, file, fresh } = started.key;
 
   const where = platform.db.kind === 'pglite' ? `embedded PGlite in ${path.resolve(config.dataDir, 'db')}` : 'PostgreSQL (DXFLOW_DATABASE_URL)';
   process.stdout.write([
