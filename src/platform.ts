@@ -7,7 +7,7 @@ import { migrate } from './adapters/db/migrate.ts';
 import { createFolderStore } from './adapters/objects/folder.ts';
 import { createPgBossQueue } from './adapters/queue/pgboss.ts';
 import { createModelCatalog, type ModelCatalog } from './models/catalog.ts';
-import { createIntake, type Intake } from './pipeline/intake.ts';
+import { createIntake, RUN_CASE_QUEUE, type Intake } from './pipeline/intake.ts';
 import { createRunner, type Runner, type RunnerLog } from './pipeline/runner.ts';
 import { loadPipelineCatalog, type PipelineCatalog } from './pipeline/spec.ts';
 import { createBuiltinStages } from './pipeline/stages/index.ts';
@@ -54,7 +54,11 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
   try {
     await migrate(db);
     const objects = options.objects ?? createFolderStore(config.objectsDir ?? path.join(config.dataDir, 'objects'));
-    const queue = options.withQueue === false ? noQueue : await createPgBossQueue(db, options.queueSchema ? { schema: options.queueSchema } : {});
+    const queue = options.withQueue === false ? noQueue : await createPgBossQueue(db, {
+      // Declared up front: intake enqueues inside its transaction, where a queue cannot be created.
+      queues: [RUN_CASE_QUEUE],
+      ...(options.queueSchema ? { schema: options.queueSchema } : {}),
+    });
     const models = createModelCatalog(config.modelsDir, { intraOpThreads: config.onnx.intraOpThreads });
     const limits = { maxPixels: config.limits.maxPixels, maxBytes: config.limits.maxBytes };
     const stages = createBuiltinStages({ models, limits });

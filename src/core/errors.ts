@@ -30,6 +30,10 @@ export const ERROR_CODES = {
   MODEL_MANIFEST_INVALID: { status: 500, retryable: false, hint: 'Fix the model manifest as the message says.' },
   MODEL_CHECKSUM_MISMATCH: { status: 500, retryable: false, hint: 'The model artifact does not match the sha256 in its manifest; restore the artifact or update the manifest deliberately.' },
   MODEL_INFERENCE_FAILED: { status: 500, retryable: false, hint: 'The model could not run on this input; check the manifest input shape against the artifact.' },
+  // Storage
+  OBJECT_NOT_FOUND: { status: 404, retryable: false, hint: 'The stored object is missing; check the object store folder or bucket and its retention rules.' },
+  MIGRATION_INVALID: { status: 500, retryable: false, hint: 'The migration files and the database disagree; restore the files of the version that migrated it, as the message says.' },
+  MIGRATION_FAILED: { status: 500, retryable: false, hint: 'A migration failed and was rolled back; fix the cause named in the message and start again.' },
   // Configuration
   CONFIG_INVALID: { status: 500, retryable: false, hint: 'Fix the named setting in the environment or the config file.' },
   // Infrastructure (transient: retried with back-off)

@@ -38,6 +38,10 @@ const ISSUE_TYPE: Readonly<Record<ErrorCode, IssueType>> = {
   MODEL_MANIFEST_INVALID: 'exception',
   MODEL_CHECKSUM_MISMATCH: 'exception',
   MODEL_INFERENCE_FAILED: 'exception',
+  // Storage
+  OBJECT_NOT_FOUND: 'not-found',
+  MIGRATION_INVALID: 'exception',
+  MIGRATION_FAILED: 'exception',
   // Configuration
   CONFIG_INVALID: 'exception',
   // Infrastructure (transient)

@@ -55,11 +55,11 @@ async function readMigrationFiles(dir: string): Promise<MigrationFile[]> {
   for (const name of names) {
     const number = FILE_NAME.exec(name)?.[1];
     if (number === undefined) {
-      throw new AppError('INTERNAL', `Migration file ${join(dir, name)} is not named NNN_name.sql (three digits, underscore, lower-case letters, digits and underscores); rename it.`);
+      throw new AppError('MIGRATION_INVALID', `Migration file ${join(dir, name)} is not named NNN_name.sql (three digits, underscore, lower-case letters, digits and underscores); rename it.`);
     }
     const other = seen.get(number);
     if (other !== undefined) {
-      throw new AppError('INTERNAL', `Migration files ${other} and ${name} share the number ${number}; give the newer one the next free number.`);
+      throw new AppError('MIGRATION_INVALID', `Migration files ${other} and ${name} share the number ${number}; give the newer one the next free number.`);
     }
     seen.set(number, name);
   }
@@ -75,17 +75,17 @@ function verify(files: readonly MigrationFile[], applied: readonly AppliedMigrat
   for (const row of applied) {
     const file = byName.get(row.name);
     if (file === undefined) {
-      throw new AppError('INTERNAL', `The database has migration ${row.name} applied, which this version of dxflow does not have: a newer version migrated it. Run that version or a later one against this database.`);
+      throw new AppError('MIGRATION_INVALID', `The database has migration ${row.name} applied, which this version of dxflow does not have: a newer version migrated it. Run that version or a later one against this database.`);
     }
     if (file.sha256 !== row.sha256) {
-      throw new AppError('INTERNAL', `Migration ${row.name} was changed after it was applied to this database (sha256 then ${row.sha256}, now ${file.sha256}). An applied migration must not be edited: restore the file and put the change in a new migration.`);
+      throw new AppError('MIGRATION_INVALID', `Migration ${row.name} was changed after it was applied to this database (sha256 then ${row.sha256}, now ${file.sha256}). An applied migration must not be edited: restore the file and put the change in a new migration.`);
     }
   }
   const appliedNames = new Set(applied.map((row) => row.name));
   const lastApplied = applied.map((row) => row.name).sort().at(-1);
   const skipped = files.find((file) => !appliedNames.has(file.name) && lastApplied !== undefined && file.name < lastApplied);
   if (skipped !== undefined) {
-    throw new AppError('INTERNAL', `Migration ${skipped.name} is not applied but the later ${lastApplied} is; migrations run in number order. Renumber ${skipped.name} after ${lastApplied}.`);
+    throw new AppError('MIGRATION_INVALID', `Migration ${skipped.name} is not applied but the later ${lastApplied} is; migrations run in number order. Renumber ${skipped.name} after ${lastApplied}.`);
   }
 }
 
@@ -101,7 +101,7 @@ async function applyOne(tx: SqlSession, file: MigrationFile): Promise<boolean> {
     await tx.exec(file.sql);
   } catch (e) {
     if (e instanceof AppError) throw e;
-    throw new AppError('INTERNAL', `Migration ${file.name} failed and was rolled back: ${(e as Error).message}`, { cause: e });
+    throw new AppError('MIGRATION_FAILED', `Migration ${file.name} failed and was rolled back: ${(e as Error).message}`, { cause: e });
   }
   await tx.query('INSERT INTO dxflow_migration (name, sha256) VALUES ($1, $2)', [file.name, file.sha256]);
   return true;

@@ -27,7 +27,7 @@ function errnoOf(e: unknown): string | undefined {
 }
 
 function notFound(key: string): AppError {
-  return new AppError('INTERNAL', `object ${key} not found`, { details: { key } });
+  return new AppError('OBJECT_NOT_FOUND', `object ${key} not found`, { details: { key } });
 }
 
 function storageError(e: unknown, action: string, key: string): unknown {
