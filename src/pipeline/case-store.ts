@@ -168,10 +168,30 @@ export async function releaseAllLeases(db: SqlExecutor): Promise<number> {
   return rows.length;
 }
 
-export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult | undefined> {
-  const [row] = await db.query<CaseRow>(`SELECT * FROM dxflow_case WHERE id = $1`, [id]);
-  if (!row) return undefined;
+function toInputRecord(input: InputRow): InputRecord {
+  return {
+    objectKey: input.object_key,
+    sha256: input.sha256,
+    bytes: Number(input.bytes),
+    mediaType: input.media_type,
+    mimeType: input.mime_type,
+    ...(input.width !== null ? { width: input.width } : {}),
+    ...(input.height !== null ? { height: input.height } : {}),
+  };
+}
+
+export async function readInput(db: SqlExecutor, id: string): Promise<InputRecord | undefined> {
   const [input] = await db.query<InputRow>(`SELECT * FROM dxflow_input WHERE case_id = $1`, [id]);
+  return input ? toInputRecord(input) : undefined;
+}
+
+export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult | undefined> {
+  const [row] = await db.query<CaseRow & Partial<InputRow>>(
+    `SELECT c.*, i.object_key, i.sha256, i.bytes, i.media_type, i.mime_type, i.width, i.height
+       FROM dxflow_case c LEFT JOIN dxflow_input i ON i.case_id = c.id WHERE c.id = $1`,
+    [id],
+  );
+  if (!row) return undefined;
   const stages = await db.query<CheckpointRow>(
     `SELECT stage, uses, seq, status, attempts, output, duration_ms, started_at, finished_at FROM dxflow_stage_run WHERE case_id = $1 ORDER BY seq`,
     [id],
@@ -206,17 +226,7 @@ export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult 
     createdAt: iso(row.created_at) as string,
     updatedAt: iso(row.updated_at) as string,
     completedAt: iso(row.completed_at),
-    input: input
-      ? {
-          objectKey: input.object_key,
-          sha256: input.sha256,
-          bytes: Number(input.bytes),
-          mediaType: input.media_type,
-          mimeType: input.mime_type,
-          ...(input.width !== null ? { width: input.width } : {}),
-          ...(input.height !== null ? { height: input.height } : {}),
-        }
-      : null,
+    input: row.object_key ? toInputRecord(row as CaseRow & InputRow) : null,
     findings,
     models: [...models.values()],
     timings,

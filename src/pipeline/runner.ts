@@ -7,6 +7,7 @@ import {
   loadCheckpoints,
   markSucceeded,
   readCase,
+  readInput,
   recordFailure,
   recordStageSuccess,
   renewLease,
@@ -62,8 +63,8 @@ export function createRunner(deps: RunnerDeps) {
       return { kind: 'busy' };
     }
 
-    const snapshot = await readCase(db, caseId);
-    const input = snapshot?.input;
+    const input = await readInput(db, caseId);
+    let leaseRenewedAt = performance.now();
     let failedAt: { stage: string | null; uses: string | null; seq: number; attempts: number; startedAt: Date; t0: number } = {
       stage: null, uses: null, seq: 0, attempts: 0, startedAt: new Date(), t0: performance.now(),
     };
@@ -77,7 +78,7 @@ export function createRunner(deps: RunnerDeps) {
       const outputs = new Map<string, unknown>();
       // A synchronous request already holds the bytes it just stored; a queued job reads them back.
       let inputBytes: Promise<Buffer> | undefined = options.inputBytes ? Promise.resolve(options.inputBytes) : undefined;
-      const readInput = () => (inputBytes ??= objects.get(input.objectKey));
+      const readInputBytes = () => (inputBytes ??= objects.get(input.objectKey));
 
       for (const [seq, stageSpec] of spec.stages.entries()) {
         const done = checkpoints.get(stageSpec.id);
@@ -96,7 +97,7 @@ export function createRunner(deps: RunnerDeps) {
         for (let attempt = 1; ; attempt++) {
           failedAt.attempts = attempt;
           try {
-            result = await def.run({ caseId, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput, signal });
+            result = await def.run({ caseId, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput: readInputBytes, signal });
             break;
           } catch (e) {
             const err = toAppError(e);
@@ -119,7 +120,11 @@ export function createRunner(deps: RunnerDeps) {
           caseId, stage: stageSpec.id, uses: stageSpec.uses, seq, attempts: failedAt.attempts,
           output: stored, durationMs: performance.now() - failedAt.t0, startedAt: failedAt.startedAt,
         });
-        await renewLease(db, caseId, owner, leaseSeconds);
+        // Renew once a third of the lease is gone, not after every stage: a short stage costs no write.
+        if (performance.now() - leaseRenewedAt > (leaseSeconds * 1000) / 3) {
+          await renewLease(db, caseId, owner, leaseSeconds);
+          leaseRenewedAt = performance.now();
+        }
         outputs.set(stageSpec.id, checked.data);
       }
       await markSucceeded(db, caseId, owner);
