@@ -62,6 +62,10 @@ export async function predictLatency(options: { requests: number }): Promise<Rec
   try {
     await measure(1, 20, predict); // warm-up: model load, JIT, connection pool
     await measure(1, 50, bare);
+    // Where the time goes, one component at a time (concurrency 1).
+    let k = 0;
+    results['component: decode 512² PNG (inspect + full decode)'] = await measure(1, options.requests, async () => { await decodeInput(Buffer.from(image), config.limits); });
+    results['component: store input object (write + fsync + rename)'] = await measure(1, options.requests, async () => { await platform.objects.put(`bench/${k++}`, image); });
     for (const c of [1, 8]) {
       results[`session.run c=${c}`] = await measure(c, options.requests, bare);
       results[`POST /v1/predict c=${c}`] = await measure(c, options.requests, predict);
