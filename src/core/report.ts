@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ModelRef } from './result.ts';
+import { ModelRef } from './model-ref.ts';
 
 // The explained part of a result (DESIGN.md §4): clinical features read from the note, the treatment
 // recommendation or the escalation with its reasons, explanations (SHAP, heatmaps), the LLM

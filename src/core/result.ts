@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { ModelRef } from './model-ref.ts';
+import { Billing, ClinicalFeatures, Heatmap, LlmRecommendation, Recommendation, ShapExplanation } from './report.ts';
 
 // The result contract (DESIGN.md §4). These schemas are also the API response allowlists: nothing that
 // is not listed here (PHI from metadata, raw pixels) is ever serialised.
@@ -24,13 +26,7 @@ export const InputRecord = z.object({
 });
 export type InputRecord = z.infer<typeof InputRecord>;
 
-export const ModelRef = z.object({
-  name: z.string(),
-  version: z.string(),
-  kind: z.string(),
-  sha256: z.string(),
-});
-export type ModelRef = z.infer<typeof ModelRef>;
+export { ModelRef } from './model-ref.ts';
 
 export const Finding = z.object({
   stage: z.string(),
@@ -63,6 +59,14 @@ export const CaseError = z.object({
 });
 export type CaseError = z.infer<typeof CaseError>;
 
+export const NoteRecord = z.object({
+  objectKey: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  format: z.enum(['text', 'json']),
+  bytes: z.number().int().nonnegative(),
+});
+export type NoteRecord = z.infer<typeof NoteRecord>;
+
 export const CaseResult = z.object({
   id: z.string(),
   pipeline: z.string(),
@@ -71,9 +75,16 @@ export const CaseResult = z.object({
   updatedAt: z.string(),
   completedAt: z.string().nullable(),
   input: InputRecord.nullable(),
+  /** Where the clinical note is stored and its hash; the note itself is never part of a result. */
+  note: NoteRecord.nullable(),
   findings: z.array(Finding),
   models: z.array(ModelRef),
   timings: z.array(StageTiming),
+  clinical: ClinicalFeatures.nullable(),
+  recommendation: Recommendation.nullable(),
+  explanations: z.object({ shap: z.array(ShapExplanation), heatmaps: z.array(Heatmap) }),
+  llm: LlmRecommendation.nullable(),
+  billing: Billing.nullable(),
   error: CaseError.nullable(),
 });
 export type CaseResult = z.infer<typeof CaseResult>;

@@ -1,4 +1,5 @@
-import type { CaseError, CaseResult, CaseStatus, Finding, InputRecord, ModelRef, StageTiming } from '../core/result.ts';
+import type { ReportParts } from '../core/report.ts';
+import type { CaseError, CaseResult, CaseStatus, Finding, InputRecord, ModelRef, NoteRecord, StageTiming } from '../core/result.ts';
 import type { Database, SqlExecutor } from '../core/ports.ts';
 
 // All SQL about cases lives here (one module, like pg-boss keeps its SQL together). Functions take the
@@ -47,13 +48,14 @@ export interface StoredStageOutput {
   data: unknown;
   findings?: Finding[];
   models?: ModelRef[];
+  report?: ReportParts;
 }
 
 const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
 
 export async function insertCase(
   tx: SqlExecutor,
-  c: { id: string; pipeline: string; pipelineVersion: number; status: CaseStatus; input: InputRecord; metadata: Record<string, unknown> },
+  c: { id: string; pipeline: string; pipelineVersion: number; status: CaseStatus; input: InputRecord; metadata: Record<string, unknown>; note?: NoteRecord | undefined },
 ): Promise<void> {
   await tx.query(`INSERT INTO dxflow_case (id, pipeline, pipeline_version, status, metadata) VALUES ($1, $2, $3, $4, $5)`, [c.id, c.pipeline, c.pipelineVersion, c.status, JSON.stringify(c.metadata)]);
   const i = c.input;
@@ -62,6 +64,31 @@ export async function insertCase(
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [c.id, i.objectKey, i.sha256, i.bytes, i.mediaType, i.mimeType, i.width ?? null, i.height ?? null],
   );
+  if (c.note) {
+    await tx.query(`INSERT INTO dxflow_note (case_id, object_key, sha256, format, bytes) VALUES ($1, $2, $3, $4, $5)`, [c.id, c.note.objectKey, c.note.sha256, c.note.format, c.note.bytes]);
+  }
+}
+
+export async function readNoteRecord(db: SqlExecutor, id: string): Promise<NoteRecord | undefined> {
+  const [row] = await db.query<{ object_key: string; sha256: string; format: 'text' | 'json'; bytes: number | string }>(
+    `SELECT object_key, sha256, format, bytes FROM dxflow_note WHERE case_id = $1`, [id]);
+  return row ? { objectKey: row.object_key, sha256: row.sha256, format: row.format, bytes: Number(row.bytes) } : undefined;
+}
+
+/** Merges what stages contributed to the report, in stage order: later parts win, lists add up. */
+export function mergeReportParts(parts: readonly ReportParts[]): Pick<CaseResult, 'clinical' | 'recommendation' | 'explanations' | 'llm' | 'billing'> {
+  const merged: Pick<CaseResult, 'clinical' | 'recommendation' | 'explanations' | 'llm' | 'billing'> = {
+    clinical: null, recommendation: null, explanations: { shap: [], heatmaps: [] }, llm: null, billing: null,
+  };
+  for (const p of parts) {
+    if (p.clinical) merged.clinical = p.clinical;
+    if (p.recommendation) merged.recommendation = p.recommendation;
+    if (p.llm) merged.llm = p.llm;
+    if (p.billing) merged.billing = p.billing;
+    if (p.shap) merged.explanations.shap.push(...p.shap);
+    if (p.heatmaps) merged.explanations.heatmaps.push(...p.heatmaps);
+  }
+  return merged;
 }
 
 /**
@@ -208,6 +235,7 @@ export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult 
     probability: f.probability,
     ...(f.model_name ? { model: { name: f.model_name, version: f.model_version ?? '', kind: f.model_kind ?? '', sha256: f.model_sha256 ?? '' } } : {}),
   }));
+  const note = await readNoteRecord(db, id);
   const models = new Map<string, ModelRef>();
   for (const s of stages) for (const m of s.output?.models ?? []) models.set(`${m.name}@${m.version}`, m);
   const timings: StageTiming[] = stages.map((s) => ({
@@ -227,9 +255,11 @@ export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult 
     updatedAt: iso(row.updated_at) as string,
     completedAt: iso(row.completed_at),
     input: row.object_key ? toInputRecord(row as CaseRow & InputRow) : null,
+    note: note ?? null,
     findings,
     models: [...models.values()],
     timings,
+    ...mergeReportParts(stages.filter((s) => s.status === 'succeeded').map((s) => s.output?.report ?? {})),
     error: row.error_code
       ? { code: row.error_code, message: row.error_message ?? '', hint: row.error_hint ?? '', stage: row.error_stage }
       : null,

@@ -2,12 +2,14 @@ import { AppError, toAppError } from '../core/errors.ts';
 import type { Database, ObjectStore } from '../core/ports.ts';
 import type { CaseResult, InputRecord } from '../core/result.ts';
 import { formatIssues } from '../core/pipeline-spec.ts';
+import { ReportParts } from '../core/report.ts';
 import {
   acquireLease,
   loadCheckpoints,
   markSucceeded,
   readCase,
   readInput,
+  readNoteRecord,
   recordFailure,
   recordStageSuccess,
   renewLease,
@@ -53,7 +55,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export function createRunner(deps: RunnerDeps) {
   const { db, objects, stages, pipelines, owner, leaseSeconds } = deps;
 
-  async function run(caseId: string, options: { signal?: AbortSignal; inputBytes?: Buffer } = {}): Promise<RunOutcome> {
+  async function run(caseId: string, options: { signal?: AbortSignal; inputBytes?: Buffer; noteBytes?: Buffer } = {}): Promise<RunOutcome> {
     const signal = options.signal ?? new AbortController().signal;
     const row = await acquireLease(db, caseId, owner, leaseSeconds);
     if (!row) {
@@ -79,6 +81,10 @@ export function createRunner(deps: RunnerDeps) {
       // A synchronous request already holds the bytes it just stored; a queued job reads them back.
       let inputBytes: Promise<Buffer> | undefined = options.inputBytes ? Promise.resolve(options.inputBytes) : undefined;
       const readInputBytes = () => (inputBytes ??= objects.get(input.objectKey));
+      const note = await readNoteRecord(db, caseId);
+      let noteBytes: Promise<Buffer> | undefined = options.noteBytes ? Promise.resolve(options.noteBytes) : undefined;
+      const readNote = async () => (note ? (noteBytes ??= objects.get(note.objectKey)) : undefined);
+      const putObject = async (name: string, data: Buffer) => (await objects.put(`cases/${caseId}/${name}`, data)).key;
 
       for (const [seq, stageSpec] of spec.stages.entries()) {
         const done = checkpoints.get(stageSpec.id);
@@ -97,7 +103,7 @@ export function createRunner(deps: RunnerDeps) {
         for (let attempt = 1; ; attempt++) {
           failedAt.attempts = attempt;
           try {
-            result = await def.run({ caseId, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput: readInputBytes, signal });
+            result = await def.run({ caseId, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput: readInputBytes, note, readNote, putObject, signal });
             break;
           } catch (e) {
             const err = toAppError(e);
@@ -111,10 +117,15 @@ export function createRunner(deps: RunnerDeps) {
         if (!checked.success) {
           throw new AppError('STAGE_OUTPUT_INVALID', `Stage "${stageSpec.id}" (${stageSpec.uses}) returned invalid output: ${formatIssues(checked.error)}`);
         }
+        const report = result.report ? ReportParts.safeParse(result.report) : undefined;
+        if (report && !report.success) {
+          throw new AppError('STAGE_OUTPUT_INVALID', `Stage "${stageSpec.id}" (${stageSpec.uses}) returned an invalid report part: ${formatIssues(report.error)}`);
+        }
         const stored: StoredStageOutput = {
           data: checked.data,
           ...(result.findings ? { findings: result.findings } : {}),
           ...(result.models ? { models: result.models } : {}),
+          ...(report?.success ? { report: report.data } : {}),
         };
         await recordStageSuccess(db, {
           caseId, stage: stageSpec.id, uses: stageSpec.uses, seq, attempts: failedAt.attempts,

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import type { Finding, InputRecord, ModelRef } from '../core/result.ts';
+import type { ReportParts } from '../core/report.ts';
+import type { Finding, InputRecord, ModelRef, NoteRecord } from '../core/result.ts';
 
 // A stage is `(input, ctx) => output` with zod-typed params and output (DESIGN.md §2). It knows nothing of
 // HTTP, queues or SQL: the runner owns retries, checkpoints, timing and the error path.
@@ -14,6 +15,11 @@ export interface StageContext<P> {
   outputs: ReadonlyMap<string, unknown>;
   /** Raw bytes of the case input (read once per run, shared by stages). */
   readInput(): Promise<Buffer>;
+  /** The clinical note, if the case has one (read once per run). */
+  note: NoteRecord | undefined;
+  readNote(): Promise<Buffer | undefined>;
+  /** Stores a derived object (a heatmap, a crop) under the case's own prefix; returns its key. */
+  putObject(name: string, data: Buffer): Promise<string>;
   signal: AbortSignal;
 }
 
@@ -21,6 +27,8 @@ export interface StageResult<O> {
   data: O;
   findings?: Finding[];
   models?: ModelRef[];
+  /** Parts of the explained result this stage contributes (clinical features, recommendation, …). */
+  report?: ReportParts;
 }
 
 export interface StageDefinition<P = unknown, O = unknown> {

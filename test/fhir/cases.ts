@@ -57,6 +57,12 @@ export function succeededCase(): CaseResult {
       { stage: 'validate', uses: 'image.validate', status: 'succeeded', attempts: 1, durationMs: 4.2, startedAt: '2025-03-14T09:26:54.200Z', finishedAt: '2025-03-14T09:26:54.204Z' },
       { stage: 'classify', uses: 'model.classify', status: 'succeeded', attempts: 1, durationMs: 13.7, startedAt: '2025-03-14T09:26:54.205Z', finishedAt: '2025-03-14T09:26:54.219Z' },
     ],
+    note: null,
+    clinical: null,
+    recommendation: null,
+    explanations: { shap: [], heatmaps: [] },
+    llm: null,
+    billing: null,
     error: null,
   };
 }
@@ -80,6 +86,12 @@ export function failedCase(): CaseResult {
     findings: [],
     models: [],
     timings: [{ stage: 'validate', uses: 'image.validate', status: 'failed', attempts: 1, durationMs: 1.1, startedAt: '2025-03-14T10:01:07.400Z', finishedAt: '2025-03-14T10:01:07.401Z' }],
+    note: null,
+    clinical: null,
+    recommendation: null,
+    explanations: { shap: [], heatmaps: [] },
+    llm: null,
+    billing: null,
     error: {
       code: 'CORRUPT_IMAGE',
       message: `The PNG "${PLANTED_PATIENT_NAME}.png" has an IDAT chunk whose CRC does not match.`,
@@ -117,6 +129,12 @@ export function twoModelCase(): CaseResult {
       { stage: 'tiles', uses: 'wsi.tile-scores', status: 'succeeded', attempts: 1, durationMs: 241_000, startedAt: '2025-03-15T07:00:05.000Z', finishedAt: '2025-03-15T07:04:06.000Z' },
       { stage: 'risk', uses: 'model.xgboost', status: 'succeeded', attempts: 1, durationMs: 2.5, startedAt: '2025-03-15T07:04:31.000Z', finishedAt: '2025-03-15T07:04:31.003Z' },
     ],
+    note: null,
+    clinical: null,
+    recommendation: null,
+    explanations: { shap: [], heatmaps: [] },
+    llm: null,
+    billing: null,
     error: null,
   };
 }
