@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { build } from '../src/api/app.ts';
 import { loadConfig } from '../src/core/config.ts';
-import { readManifest, readVerifiedArtifact } from '../src/models/manifest.ts';
+import { readManifest, readVerifiedArtifact, requireKind } from '../src/models/manifest.ts';
 import { decodeInput } from '../src/pipeline/stages/decode-input.ts';
 import { toInputTensor } from '../src/models/preprocess.ts';
 import { openPlatform } from '../src/platform.ts';
@@ -43,7 +43,7 @@ export async function predictLatency(options: { requests: number }): Promise<Rec
   const image = await readFile(SAMPLE);
 
   // The same model, straight through onnxruntime with a ready tensor: the floor for any server.
-  const loaded = await readManifest(config.modelsDir, MODEL);
+  const loaded = requireKind(await readManifest(config.modelsDir, MODEL), 'onnx');
   const session = await ort.InferenceSession.create(await readVerifiedArtifact(loaded), { intraOpNumThreads: config.onnx.intraOpThreads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
   const rgb = await decodeInput(image, config.limits);
   const { data, dims } = await toInputTensor(rgb, loaded.manifest.inputs.preprocess);

@@ -13,12 +13,33 @@ const Preprocess = z.object({
   layout: z.enum(['nchw', 'nhwc']).default('nchw'),
 });
 
-export const ModelManifest = z.object({
+const Label = z.object({ code: z.string().min(1), display: z.string().min(1) });
+
+/** When the platform refuses to answer (escalates) instead of returning the model's top class. */
+const Confidence = z.object({
+  /** The top class must reach this probability. */
+  minProbability: z.number().min(0).max(1).default(0),
+  /** The top two classes must be at least this far apart. */
+  minMargin: z.number().min(0).max(1).default(0),
+  /** Inputs without which the model must not be asked. */
+  requiredFeatures: z.array(z.string()).default([]),
+}).strict();
+
+const common = {
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" or "-"'),
   version: z.string().min(1),
-  kind: z.enum(['onnx', 'xgboost', 'remote']),
   artifact: z.string().min(1),
   sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits (sha256sum of the artifact)'),
+  confidence: Confidence.default({ minProbability: 0, minMargin: 0, requiredFeatures: [] }),
+  intendedUse: z.string(),
+  trainingData: z.string(),
+  metrics: z.record(z.string(), z.number()).default({}),
+  card: z.string().optional(),
+};
+
+export const OnnxManifest = z.object({
+  ...common,
+  kind: z.literal('onnx'),
   inputs: z.object({
     name: z.string(),
     preprocess: Preprocess,
@@ -26,14 +47,34 @@ export const ModelManifest = z.object({
   outputs: z.object({
     name: z.string(),
     activation: z.enum(['softmax', 'sigmoid', 'none']).default('softmax'),
-    labels: z.array(z.object({ code: z.string(), display: z.string() })).min(1),
-    /** Named intermediate outputs (e.g. the last feature map for CAM). */
+    labels: z.array(Label).min(1),
+    /** The last convolutional feature map [N,C,H,W], fetched for class activation maps. */
     featureMap: z.string().optional(),
   }),
-  confidence: z.object({ minProbability: z.number().min(0).max(1).default(0) }).default({ minProbability: 0 }),
-  intendedUse: z.string(),
-  trainingData: z.string(),
-  metrics: z.record(z.string(), z.number()).default({}),
-  card: z.string().optional(),
+  explanation: z.object({
+    /** CAM for a global-average-pooling + linear head: a JSON file with the head's `weight` [classes][C]. */
+    cam: z.object({ weights: z.string().min(1) }).optional(),
+  }).default({}),
 });
+export type OnnxManifest = z.infer<typeof OnnxManifest>;
+
+export const XgboostFeature = z.object({
+  name: z.string().min(1),
+  /** Where the value comes from: `image:<finding code>` (that finding's probability), `clinical:<feature>`, `input:<column>`. */
+  source: z.string().regex(/^(image|clinical|input):[A-Za-z0-9_.-]+$/, 'image:<finding>, clinical:<feature> or input:<column>'),
+  /** The range seen in training; a value outside it is out of distribution and the model abstains. */
+  range: z.tuple([z.number(), z.number()]).optional(),
+});
+export type XgboostFeature = z.infer<typeof XgboostFeature>;
+
+export const XgboostManifest = z.object({
+  ...common,
+  kind: z.literal('xgboost'),
+  inputs: z.object({ features: z.array(XgboostFeature).min(1) }),
+  /** One label per class; for binary models [negative, positive]. */
+  outputs: z.object({ labels: z.array(Label).min(1) }),
+});
+export type XgboostManifest = z.infer<typeof XgboostManifest>;
+
+export const ModelManifest = z.discriminatedUnion('kind', [OnnxManifest, XgboostManifest]);
 export type ModelManifest = z.infer<typeof ModelManifest>;

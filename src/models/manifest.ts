@@ -6,8 +6,8 @@ import { AppError } from '../core/errors.ts';
 import { ModelManifest } from '../core/manifest.ts';
 import { formatIssues } from '../core/pipeline-spec.ts';
 
-export interface LoadedManifest {
-  manifest: ModelManifest;
+export interface LoadedManifest<M extends ModelManifest = ModelManifest> {
+  manifest: M;
   /** Folder holding the manifest; the artifact path is relative to it. */
   dir: string;
   artifactPath: string;
@@ -40,6 +40,14 @@ export async function readManifest(modelsDir: string, name: string): Promise<Loa
     throw new AppError('MODEL_MANIFEST_INVALID', `${file}: artifact must be a file inside ${dir}`);
   }
   return { manifest: parsed.data, dir, artifactPath };
+}
+
+/** Narrows a loaded manifest to the kind a caller needs, or refuses it with the reason. */
+export function requireKind<K extends ModelManifest['kind']>(loaded: LoadedManifest, kind: K): LoadedManifest<Extract<ModelManifest, { kind: K }>> {
+  if (loaded.manifest.kind !== kind) {
+    throw new AppError('MODEL_MANIFEST_INVALID', `${loaded.manifest.name} is a "${loaded.manifest.kind}" model; this step needs a "${kind}" model`);
+  }
+  return loaded as LoadedManifest<Extract<ModelManifest, { kind: K }>>;
 }
 
 /** Reads the artifact and refuses it unless its sha256 equals the manifest's (DESIGN.md §4). */

@@ -1,8 +1,8 @@
 import * as ort from 'onnxruntime-node';
 import { AppError } from '../core/errors.ts';
-import type { ModelManifest } from '../core/manifest.ts';
+import type { OnnxManifest } from '../core/manifest.ts';
 import type { ModelRef } from '../core/result.ts';
-import { readVerifiedArtifact, type LoadedManifest } from './manifest.ts';
+import { readVerifiedArtifact, requireKind, type LoadedManifest } from './manifest.ts';
 import { toInputTensor, type RgbImage } from './preprocess.ts';
 
 export interface ClassProbability {
@@ -13,7 +13,7 @@ export interface ClassProbability {
 
 export interface ImageClassifier {
   readonly ref: ModelRef;
-  readonly manifest: ModelManifest;
+  readonly manifest: OnnxManifest;
   classify(image: RgbImage): Promise<ClassProbability[]>;
   close(): Promise<void>;
 }
@@ -33,9 +33,9 @@ function activate(values: Float32Array, activation: 'softmax' | 'sigmoid' | 'non
 }
 
 /** Loads an ONNX image classifier after checking its artifact against the manifest's sha256. */
-export async function loadOnnxClassifier(loaded: LoadedManifest, options: OnnxOptions): Promise<ImageClassifier> {
+export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxOptions): Promise<ImageClassifier> {
+  const loaded = requireKind(anyKind, 'onnx');
   const { manifest } = loaded;
-  if (manifest.kind !== 'onnx') throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name} is kind "${manifest.kind}", not "onnx"`);
   const bytes = await readVerifiedArtifact(loaded);
   let session: ort.InferenceSession;
   try {

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { ModelManifest } from '../core/manifest.ts';
+import type { OnnxManifest } from '../core/manifest.ts';
 
 export interface RgbImage {
   /** Interleaved 8-bit RGB, width × height × 3 bytes. */
@@ -8,7 +8,7 @@ export interface RgbImage {
   height: number;
 }
 
-type Preprocess = ModelManifest['inputs']['preprocess'];
+type Preprocess = OnnxManifest['inputs']['preprocess'];
 
 /**
  * Turns decoded RGB pixels into the model's input tensor as the manifest declares: resize, colour order,

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { parse } from 'yaml';
-import { ModelManifest } from '../../src/core/manifest.ts';
+import { OnnxManifest } from '../../src/core/manifest.ts';
 
 // The shipped demo classifier (models/demo-tissue-classifier) must be internally consistent: the
 // manifest validates and names the exact artifact bytes, the graph has the declared inputs and
@@ -16,7 +16,7 @@ import { ModelManifest } from '../../src/core/manifest.ts';
 const repoRoot = join(import.meta.dirname, '..', '..');
 const modelDir = join(repoRoot, 'models', 'demo-tissue-classifier');
 
-type Preprocess = ModelManifest['inputs']['preprocess'];
+type Preprocess = OnnxManifest['inputs']['preprocess'];
 
 interface GoldenCase {
   input: string;
@@ -40,8 +40,8 @@ async function readJson<T>(name: string): Promise<T> {
   return JSON.parse(await readFile(join(modelDir, name), 'utf8')) as T;
 }
 
-async function loadManifest(): Promise<ModelManifest> {
-  return ModelManifest.parse(parse(await readFile(join(modelDir, 'manifest.yaml'), 'utf8')));
+async function loadManifest(): Promise<OnnxManifest> {
+  return OnnxManifest.parse(parse(await readFile(join(modelDir, 'manifest.yaml'), 'utf8')));
 }
 
 /** Decodes an image file, resizes it as the manifest says and lays it out as one float32 NCHW sample. */

@@ -347,6 +347,8 @@ outputs:
   labels:
 {labels}
 confidence: {{ minProbability: 0.6 }}
+explanation:
+  cam: {{ weights: head.json }} # global average pooling + linear head: CAM from the feature map
 intendedUse: Demonstration of the dxflow pipeline only. Not a medical device; not for clinical use.
 trainingData: {json.dumps(training)}
 metrics: {{ accuracy: {metrics["accuracy"]}, auc: {metrics["auc"]}, testImages: {metrics["testImages"]} }}
