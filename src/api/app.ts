@@ -22,7 +22,7 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
   registerErrorHandling(app);
   await app.register(multipart, {
     throwFileSizeLimit: true,
-    limits: { fileSize: platform.config.limits.maxBytes, files: 1, fields: 4, parts: 6, fieldSize: 64 * 1024 },
+    limits: { fileSize: platform.config.limits.maxBytes, files: 2, fields: 4, parts: 6, fieldSize: 64 * 1024 },
   });
   registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: new Set(['/healthz', '/readyz']) });
   await app.register(healthRoutes(platform));

@@ -41,6 +41,17 @@ export const Config = z.object({
     /** A case lease older than this is considered abandoned by a dead worker. */
     leaseSeconds: positiveInt.default(120),
   }).strict().default({ enabled: true, concurrency: 1, leaseSeconds: 120 }),
+  llm: z.object({
+    /** Base URL of an OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama…); empty = offline rule-based recommendations. */
+    baseUrl: z.string().url('must be a URL such as http://127.0.0.1:11434/v1').optional(),
+    apiKey: z.string().min(1).optional(),
+    model: z.string().min(1).default('gpt-4o-mini'),
+    timeoutMs: positiveInt.default(20_000),
+    /** What a failed or invalid LLM answer becomes: the marked offline fallback, or the case's error path. */
+    onFailure: z.enum(['fallback', 'error']).default('fallback'),
+    /** Which prompt label the pipeline uses (prompts are versioned; labels point at versions). */
+    promptLabel: z.string().regex(/^[a-z0-9-]+$/).default('production'),
+  }).strict().default({ model: 'gpt-4o-mini', timeoutMs: 20_000, onFailure: 'fallback', promptLabel: 'production' }),
   retry: z.object({
     attempts: positiveInt.default(3),
     backoffMs: z.coerce.number().int().min(0).default(200),
@@ -49,7 +60,7 @@ export const Config = z.object({
 
 export type Config = z.infer<typeof Config>;
 
-const KNOWN_NESTED = ['limits', 'onnx', 'worker', 'retry'] as const;
+const KNOWN_NESTED = ['limits', 'onnx', 'worker', 'retry', 'llm'] as const;
 
 function camelToEnv(path: string[]): string {
   return 'DXFLOW_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');

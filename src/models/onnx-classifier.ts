@@ -11,10 +11,20 @@ export interface ClassProbability {
   probability: number;
 }
 
+export interface FeatureMap {
+  data: Float32Array;
+  /** [C, H, W] of the single image. */
+  dims: [number, number, number];
+}
+
 export interface ImageClassifier {
   readonly ref: ModelRef;
   readonly manifest: OnnxManifest;
+  /** The folder of the manifest (explanation files such as CAM weights are relative to it). */
+  readonly dir: string;
   classify(image: RgbImage): Promise<ClassProbability[]>;
+  /** Classifies and also returns the manifest's feature map (for class activation maps). */
+  classifyWithFeatureMap(image: RgbImage): Promise<{ classes: ClassProbability[]; featureMap: FeatureMap }>;
   close(): Promise<void>;
 }
 
@@ -54,28 +64,45 @@ export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxO
   if (!session.outputNames.includes(manifest.outputs.name)) {
     throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: manifest output "${manifest.outputs.name}" is not in the model (it has ${session.outputNames.join(', ')})`);
   }
+  if (manifest.outputs.featureMap && !session.outputNames.includes(manifest.outputs.featureMap)) {
+    throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: manifest featureMap "${manifest.outputs.featureMap}" is not an output of the model (it has ${session.outputNames.join(', ')})`);
+  }
   const ref: ModelRef = { name: manifest.name, version: manifest.version, kind: manifest.kind, sha256: manifest.sha256 };
   const labels = manifest.outputs.labels;
+
+  async function run(image: RgbImage, withFeatureMap: boolean) {
+    const { data, dims } = await toInputTensor(image, manifest.inputs.preprocess);
+    const fetches = withFeatureMap && manifest.outputs.featureMap ? [manifest.outputs.name, manifest.outputs.featureMap] : [manifest.outputs.name];
+    let results: ort.InferenceSession.OnnxValueMapType;
+    try {
+      // Only the declared outputs are fetched: the feature map is computed on demand (explanations).
+      results = await session.run({ [manifest.inputs.name]: new ort.Tensor('float32', data, dims) }, fetches);
+    } catch (e) {
+      throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: ${(e as Error).message}`, { cause: e });
+    }
+    const output = results[manifest.outputs.name];
+    if (!output || output.type !== 'float32' || output.data.length !== labels.length) {
+      throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: output "${manifest.outputs.name}" has ${output?.data.length ?? 0} values, the manifest lists ${labels.length} labels`);
+    }
+    const probs = activate(output.data as Float32Array, manifest.outputs.activation);
+    const classes = labels.map((l, i) => ({ code: l.code, display: l.display, probability: Math.min(1, Math.max(0, probs[i] ?? 0)) }));
+    return { classes, features: manifest.outputs.featureMap ? results[manifest.outputs.featureMap] : undefined };
+  }
 
   return {
     ref,
     manifest,
+    dir: loaded.dir,
     async classify(image) {
-      const { data, dims } = await toInputTensor(image, manifest.inputs.preprocess);
-      let output: ort.Tensor | undefined;
-      try {
-        const feeds = { [manifest.inputs.name]: new ort.Tensor('float32', data, dims) };
-        // Fetch only the declared output: the feature map is computed on demand (explanations).
-        const results = await session.run(feeds, [manifest.outputs.name]);
-        output = results[manifest.outputs.name];
-      } catch (e) {
-        throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: ${(e as Error).message}`, { cause: e });
+      return (await run(image, false)).classes;
+    },
+    async classifyWithFeatureMap(image) {
+      const { classes, features } = await run(image, true);
+      if (!features || features.type !== 'float32' || features.dims.length !== 4) {
+        throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: featureMap "${manifest.outputs.featureMap ?? '(none)'}" is not a float32 [N,C,H,W] output of the model`);
       }
-      if (!output || output.type !== 'float32' || output.data.length !== labels.length) {
-        throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: output "${manifest.outputs.name}" has ${output?.data.length ?? 0} values, the manifest lists ${labels.length} labels`);
-      }
-      const probs = activate(output.data as Float32Array, manifest.outputs.activation);
-      return labels.map((l, i) => ({ code: l.code, display: l.display, probability: Math.min(1, Math.max(0, probs[i] ?? 0)) }));
+      const [, c, h, w] = features.dims as [number, number, number, number];
+      return { classes, featureMap: { data: features.data as Float32Array, dims: [c, h, w] } };
     },
     async close() {
       await session.release();

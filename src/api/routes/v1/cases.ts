@@ -40,8 +40,8 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
     }, async (request, reply) => {
       const upload = await readUpload(request);
       const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
-      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata }, { enqueue: false });
-      const outcome = await runner.run(caseId, { inputBytes: upload.bytes });
+      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: false });
+      const outcome = await runner.run(caseId, { inputBytes: upload.bytes, ...(upload.note ? { noteBytes: upload.note } : {}) });
       if (outcome.kind === 'busy') throw new AppError('INTERNAL', `Case ${caseId} was taken by another worker`);
       const result = outcome.result;
       if (result.status === 'failed' && result.error) {
@@ -61,7 +61,7 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
     }, async (request, reply) => {
       const upload = await readUpload(request);
       const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
-      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata }, { enqueue: true });
+      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: true });
       const self = `/v1/cases/${caseId}`;
       return reply.status(202).header('location', self).send({ id: caseId, status: 'queued', links: { self, fhir: `${self}/fhir` } });
     });
