@@ -5,19 +5,32 @@ import { toFhirBundle } from '../fhir/bundle.ts';
 import { openPlatform } from '../platform.ts';
 
 /** Runs one file through a pipeline in a throw-away embedded platform; prints JSON or a FHIR Bundle. */
-export async function analyzeFile(config: Config, file: string, pipeline: string, format: 'json' | 'fhir'): Promise<number> {
-  let bytes: Buffer;
+export interface AnalyzeRequest {
+  file: string;
+  pipeline: string;
+  format: 'json' | 'fhir';
+  /** A clinical note file: free text or a JSON object. */
+  note?: string | undefined;
+}
+
+async function readInputFile(file: string, what: string): Promise<Buffer> {
   try {
-    bytes = await readFile(file);
+    return await readFile(file);
   } catch {
-    throw new AppError('MISSING_FILE', `Cannot read ${file}`);
+    throw new AppError('MISSING_FILE', `Cannot read the ${what} ${file}`);
   }
+}
+
+export async function analyzeFile(config: Config, request: AnalyzeRequest): Promise<number> {
+  const { file, pipeline, format } = request;
+  const bytes = await readInputFile(file, 'image');
+  const note = request.note ? await readInputFile(request.note, 'note') : undefined;
   const platform = await openPlatform(config, { withQueue: false });
   try {
     const progress = (msg: string) => { if (process.stderr.isTTY) process.stderr.write(`${msg}\n`); };
     progress(`analysing ${file} with pipeline ${pipeline}…`);
-    const { caseId } = await platform.intake.accept({ bytes, pipeline }, { enqueue: false });
-    const outcome = await platform.runner.run(caseId, { inputBytes: bytes });
+    const { caseId } = await platform.intake.accept({ bytes, pipeline, note }, { enqueue: false });
+    const outcome = await platform.runner.run(caseId, { inputBytes: bytes, ...(note ? { noteBytes: note } : {}) });
     if (outcome.kind !== 'finished') throw new AppError('INTERNAL', 'the case was not run');
     const result = outcome.result;
     process.stdout.write(`${JSON.stringify(format === 'fhir' ? toFhirBundle(result, {}) : result, null, 2)}\n`);

@@ -22,13 +22,35 @@ export const COMMANDS = {
   },
   analyze: {
     summary: 'Run a pipeline on one image file, without a server, and print the result.',
-    usage: 'dxflow analyze <image> [--pipeline NAME] [--format json|fhir]',
-    options: { pipeline: { type: 'string', short: 'p' }, format: { type: 'string', short: 'f' } } as Options,
+    usage: 'dxflow analyze <image> [--pipeline NAME] [--note NOTE.txt|NOTE.json] [--format json|fhir]',
+    options: { pipeline: { type: 'string', short: 'p' }, format: { type: 'string', short: 'f' }, note: { type: 'string', short: 'n' } } as Options,
     details: [
       '--pipeline NAME   pipeline from pipelines/ (default: image-classify, or DXFLOW_DEFAULT_PIPELINE)',
+      '--note FILE       the clinical note: free text, or a JSON object of structured values',
       '--format json     the case result as JSON (default)',
       '--format fhir     a FHIR R4 Bundle (DiagnosticReport, Observations, Devices, Provenance)',
       'Exit status: 0 on success, 1 when the image is refused or the pipeline fails (the error code is printed).',
+    ],
+  },
+  models: {
+    summary: 'Run a tabular (XGBoost) model on rows: dxflow models predict.',
+    usage: 'dxflow models predict --model MODEL.json --input ROWS.csv|ROWS.jsonl [--explain] [--format json]',
+    options: { model: { type: 'string', short: 'm' }, input: { type: 'string', short: 'i' }, explain: { type: 'boolean' }, format: { type: 'string', short: 'f' } } as Options,
+    details: [
+      '--model FILE      an XGBoost JSON model (save_model("model.json"))',
+      '--input FILE      CSV with a header of feature names, or JSON lines keyed by feature name; empty, NA or null = missing',
+      '--explain         add exact TreeSHAP values by feature name plus "bias" (margin space, as XGBoost pred_contribs)',
+      '--format json     one JSON object per row (the only format)',
+    ],
+  },
+  prompts: {
+    summary: 'Manage versioned LLM prompts: dxflow prompts list | create | promote.',
+    usage: 'dxflow prompts list | dxflow prompts create NAME --file TEMPLATE | dxflow prompts promote NAME VERSION --label LABEL',
+    options: { file: { type: 'string' }, label: { type: 'string', short: 'l' } } as Options,
+    details: [
+      'list                              every prompt with its versions and labels',
+      'create NAME --file TEMPLATE       store TEMPLATE as the next version of NAME (versions never change)',
+      'promote NAME VERSION --label L    point label L (e.g. production, staging) at VERSION',
     ],
   },
   pipelines: {

@@ -47,7 +47,7 @@ test('dxflow analyze refuses bad input with the error code and a non-zero exit',
   assert.match(res.stderr, /UNSUPPORTED_MEDIA_TYPE/);
   const missing = await dxflow(['analyze', path.join(dir, 'nope.png')]);
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /Cannot read/);
+  assert.match(missing.stderr, /Cannot read the image/);
   const format = await dxflow(['analyze', txt, '--format', 'xml']);
   assert.equal(format.code, 2);
 });

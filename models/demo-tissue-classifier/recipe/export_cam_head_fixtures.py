@@ -14,10 +14,12 @@ It writes, under test/fixtures/cam/:
     head-mlp.onnx     GAP -> Linear(64, 16) -> ReLU -> Linear(16, 2): a head CAM cannot explain
     head-tanh.onnx    GAP -> Linear(64, 16) -> Tanh -> Linear(16, 2): a smooth non-linear head, where
                       finite differences carry a truncation error (the ReLU head is piecewise linear)
+    head-mlp-batch3.onnx  the ReLU head exported with a fixed batch of 3, as some exporters leave it
     expected.json     per head and class: the logit, the Grad-CAM weights alpha_c = mean_ij dy_k/dA_c,ij
                       (Selvaraju et al., ICCV 2017, eq. 1) and the normalised Grad-CAM map
 
-Every head takes ``features`` [N, 64, 12, 12] and returns ``logits`` [N, 2] (dynamic batch). The
+Every head takes ``features`` [N, 64, 12, 12] and returns ``logits`` [N, 2] (N dynamic, except
+head-mlp-batch3.onnx, whose references are those of head-mlp.onnx). The
 references are computed in float64 from the float32 weights that were exported, so they are the exact
 gradients of the exported function, free of float32 rounding. The run is deterministic (fixed seeds).
 """
@@ -85,14 +87,14 @@ def mlp_head(activation: nn.Module) -> PooledHead:
     return PooledHead(nn.Sequential(nn.Linear(CHANNELS, HIDDEN), activation, nn.Linear(HIDDEN, 2)))
 
 
-def export(head: PooledHead, path: Path) -> None:
+def export(head: PooledHead, path: Path, fixed_batch: int | None = None) -> None:
     torch.onnx.export(
         head.eval(),
-        torch.zeros(1, CHANNELS, HEIGHT, WIDTH),
+        torch.zeros(fixed_batch or 1, CHANNELS, HEIGHT, WIDTH),
         str(path),
         input_names=["features"],
         output_names=["logits"],
-        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+        dynamic_axes=None if fixed_batch else {"features": {0: "batch"}, "logits": {0: "batch"}},
         opset_version=17,
         do_constant_folding=True,
     )
@@ -163,6 +165,10 @@ def main() -> None:
         }
         if name == "mlp":
             entry["reluKinkMargin"] = relu_kink_margin(head, features)
+            # 2 x 64 shifted copies do not divide into batches of 3: the last batch must be padded.
+            fixed = OUT_DIR / "head-mlp-batch3.onnx"
+            export(head, fixed, fixed_batch=3)
+            entry["fixedBatchFile"] = fixed.name
         entries.append(entry)
 
     (OUT_DIR / "expected.json").write_text(json.dumps({

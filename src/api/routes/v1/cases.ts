@@ -70,6 +70,17 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
       schema: { summary: 'Read a case: status, input, findings, models, timings, error', response: { 200: jsonSchema(CaseResult), ...errors } },
     }, async (request) => loadCase((request.params as { id: string }).id));
 
+    app.get('/cases/:id/files/:name', {
+      schema: { summary: 'A file the pipeline derived for the case, e.g. a heatmap overlay PNG', response: { ...errors } },
+    }, async (request, reply) => {
+      const { id, name } = request.params as { id: string; name: string };
+      const result = await loadCase(id);
+      // Only derived images are served here: never the input or the note, which may carry PHI.
+      const heatmap = /^heatmap-[a-z0-9-]+\.png$/.test(name) ? result.explanations.heatmaps.find((h) => h.objectKey === `cases/${result.id}/${name}`) : undefined;
+      if (!heatmap) throw new AppError('OBJECT_NOT_FOUND', `Case ${result.id} has no file named ${name}`);
+      return reply.type('image/png').header('cache-control', 'private, max-age=3600').send(await platform.objects.get(heatmap.objectKey));
+    });
+
     app.get('/cases/:id/fhir', {
       schema: { summary: 'The case result as a FHIR R4 Bundle', response: { ...errors } },
     }, async (request, reply) => {
