@@ -6,6 +6,7 @@ import { openDatabase } from './adapters/db/database.ts';
 import { migrate } from './adapters/db/migrate.ts';
 import { createFolderStore } from './adapters/objects/folder.ts';
 import { createPgBossQueue } from './adapters/queue/pgboss.ts';
+import { createLlmProvider, createOfflineProvider, ensureDefaultPrompts } from './llm/index.ts';
 import { createModelCatalog, type ModelCatalog } from './models/catalog.ts';
 import { createIntake, RUN_CASE_QUEUE, type Intake } from './pipeline/intake.ts';
 import { createRunner, type Runner, type RunnerLog } from './pipeline/runner.ts';
@@ -61,7 +62,20 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
     });
     const models = createModelCatalog(config.modelsDir, { intraOpThreads: config.onnx.intraOpThreads });
     const limits = { maxPixels: config.limits.maxPixels, maxBytes: config.limits.maxBytes };
-    const stages = createBuiltinStages({ models, limits });
+    await ensureDefaultPrompts(db);
+    const llm = {
+      db,
+      provider: createLlmProvider({
+        ...(config.llm.baseUrl ? { baseUrl: config.llm.baseUrl } : {}),
+        ...(config.llm.apiKey ? { apiKey: config.llm.apiKey } : {}),
+        model: config.llm.model,
+        timeoutMs: config.llm.timeoutMs,
+      }),
+      fallbackProvider: createOfflineProvider(),
+      onFailure: config.llm.onFailure,
+      label: config.llm.promptLabel,
+    };
+    const stages = createBuiltinStages({ models, limits, llm });
     const pipelines = await loadPipelineCatalog(config.pipelinesDir, stages);
     const runner = createRunner({
       db, objects, stages, pipelines,

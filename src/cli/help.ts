@@ -1,4 +1,5 @@
 import type { ParseArgsConfig } from 'node:util';
+import { PROMPTS_COMMAND } from './prompts.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -44,14 +45,10 @@ export const COMMANDS = {
     ],
   },
   prompts: {
-    summary: 'Manage versioned LLM prompts: dxflow prompts list | create | promote.',
-    usage: 'dxflow prompts list | dxflow prompts create NAME --file TEMPLATE | dxflow prompts promote NAME VERSION --label LABEL',
-    options: { file: { type: 'string' }, label: { type: 'string', short: 'l' } } as Options,
-    details: [
-      'list                              every prompt with its versions and labels',
-      'create NAME --file TEMPLATE       store TEMPLATE as the next version of NAME (versions never change)',
-      'promote NAME VERSION --label L    point label L (e.g. production, staging) at VERSION',
-    ],
+    summary: PROMPTS_COMMAND.summary,
+    usage: PROMPTS_COMMAND.usage,
+    options: PROMPTS_COMMAND.options as Options,
+    details: PROMPTS_COMMAND.details,
   },
   pipelines: {
     summary: 'List the pipelines and the registered stages.',

@@ -85,13 +85,45 @@ async function run(argv: string[]): Promise<number> {
         return 2;
       }
       const { analyzeFile } = await import('./analyze.ts');
+      const note = typeof parsed.values['note'] === 'string' ? parsed.values['note'] : undefined;
       // A throw-away data folder: analyze never touches (or locks) the data folder of a running server.
       const scratch = await mkdtemp(path.join(tmpdir(), 'dxflow-analyze-'));
       try {
         const pipeline = typeof parsed.values['pipeline'] === 'string' ? parsed.values['pipeline'] : config.defaultPipeline;
-        return await analyzeFile({ ...config, dataDir: scratch, databaseUrl: undefined, objectsDir: undefined }, file, pipeline, format);
+        return await analyzeFile({ ...config, dataDir: scratch, databaseUrl: undefined, objectsDir: undefined }, { file, pipeline, format, note });
       } finally {
         await rm(scratch, { recursive: true, force: true });
+      }
+    }
+    case 'models': {
+      const [sub] = parsed.positionals;
+      const model = parsed.values['model'];
+      const input = parsed.values['input'];
+      if (sub !== 'predict' || typeof model !== 'string' || typeof input !== 'string') {
+        process.stderr.write(`dxflow models: use "dxflow models predict --model FILE --input FILE"\n\n${commandHelp('models')}`);
+        return 2;
+      }
+      if (parsed.values['format'] !== undefined && parsed.values['format'] !== 'json') {
+        process.stderr.write('dxflow models predict: --format must be json\n');
+        return 2;
+      }
+      const { predictRows } = await import('./models-predict.ts');
+      for await (const row of predictRows({ modelFile: model, inputFile: input, explain: parsed.values['explain'] === true })) {
+        process.stdout.write(`${JSON.stringify(row)}\n`);
+      }
+      return 0;
+    }
+    case 'prompts': {
+      const { promptsCommand } = await import('./prompts.ts');
+      const { openDatabase } = await import('../adapters/db/database.ts');
+      const { migrate } = await import('../adapters/db/migrate.ts');
+      const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        await migrate(db);
+        // The prompts command parses its own sub-commands and options.
+        return await promptsCommand(rest, { db });
+      } finally {
+        await db.close();
       }
     }
     case 'pipelines': {

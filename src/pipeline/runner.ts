@@ -103,7 +103,7 @@ export function createRunner(deps: RunnerDeps) {
         for (let attempt = 1; ; attempt++) {
           failedAt.attempts = attempt;
           try {
-            result = await def.run({ caseId, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput: readInputBytes, note, readNote, putObject, signal });
+            result = await def.run({ caseId, pipeline: spec.name, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput: readInputBytes, note, readNote, putObject, signal });
             break;
           } catch (e) {
             const err = toAppError(e);

@@ -7,6 +7,8 @@ import type { Finding, InputRecord, ModelRef, NoteRecord } from '../core/result.
 
 export interface StageContext<P> {
   caseId: string;
+  /** The pipeline's name. */
+  pipeline: string;
   stageId: string;
   input: InputRecord;
   /** The stage's `with:` block, already validated against its params schema. */

@@ -65,7 +65,14 @@ test('a spec whose name differs from its file name is refused', async () => {
 test('the shipped pipelines load against the built-in stages', async () => {
   const { createBuiltinStages } = await import('../../src/pipeline/stages/index.ts');
   const { createModelCatalog } = await import('../../src/models/catalog.ts');
-  const stages = createBuiltinStages({ models: createModelCatalog('models', { intraOpThreads: 1 }), limits: { maxPixels: 1e6, maxBytes: 1e6 } });
+  const { createOfflineProvider } = await import('../../src/llm/index.ts');
+  const offline = createOfflineProvider();
+  const noDb = { query: () => Promise.reject(new Error('no database in this test')) };
+  const stages = createBuiltinStages({
+    models: createModelCatalog('models', { intraOpThreads: 1 }),
+    limits: { maxPixels: 1e6, maxBytes: 1e6 },
+    llm: { db: noDb, provider: offline, fallbackProvider: offline, onFailure: 'fallback', label: 'production' },
+  });
   const catalog = await loadPipelineCatalog('pipelines', stages);
-  assert.ok(catalog.list().some((p) => p.name === 'image-classify'));
+  assert.deepEqual(catalog.list().map((p) => p.name).sort(), ['image-classify', 'image-treatment']);
 });

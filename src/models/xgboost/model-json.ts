@@ -172,7 +172,7 @@ export function parseXgboostJson(json: unknown): TreeEnsemble {
     try {
       raw = JSON.parse(json) as unknown;
     } catch (e) {
-      throw invalid(`the file is not JSON (${(e as Error).message}); expected the output of Booster.save_model("model.json")`);
+      throw invalid(`the file is not JSON (${(e as Error).message}); expected the output of Booster.save_model("model.json") — binary .ubj and legacy .bin models are not read, load and save them again as .json`);
     }
   }
   if (typeof raw !== 'object' || raw === null || !('learner' in raw)) {

@@ -8,7 +8,8 @@ import { AppError } from '../../core/errors.ts';
 //
 // Verified against xgboost 1.7.4 (models/xgboost-reference and test/models/xgboost-oracle.test.ts):
 // - binary:logistic, reg:logistic: margin0 = logit(base_score); prediction = sigmoid(margin).
-// - binary:logitraw: margin0 = logit(base_score); prediction = margin (no transform).
+// - binary:logitraw: margin0 = base_score itself (no logit, although the margin is a log-odds);
+//   prediction = margin.
 // - count:poisson, reg:gamma, reg:tweedie: margin0 = ln(base_score); prediction = exp(margin).
 // - multi:softprob, multi:softmax: margin0 = base_score itself, added raw to every class margin (no
 //   conversion: the multi-class objective keeps the default identity ProbToMargin); prediction =
@@ -35,7 +36,8 @@ const fround = Math.fround;
 function logitMargin(name: string) {
   return (p: number): number => {
     if (!(p > 0 && p < 1)) throw new AppError('MODEL_MANIFEST_INVALID', `XGBoost model: base_score ${p} is outside (0, 1), which objective "${name}" requires`);
-    return fround(-Math.log(fround(fround(1 / p) - 1)));
+    // `0 -` rather than unary minus: base_score 0.5 gives margin 0, not -0.
+    return fround(0 - Math.log(fround(fround(1 / p) - 1)));
   };
 }
 
@@ -55,7 +57,7 @@ function spec(name: string, transform: OutputTransform, baseMargin: (v: number) 
 const SUPPORTED: ReadonlyMap<string, ObjectiveSpec> = new Map([
   spec('binary:logistic', 'sigmoid', logitMargin('binary:logistic')),
   spec('reg:logistic', 'sigmoid', logitMargin('reg:logistic')),
-  spec('binary:logitraw', 'identity', logitMargin('binary:logitraw')),
+  spec('binary:logitraw', 'identity', identityMargin),
   spec('multi:softprob', 'softmax', identityMargin),
   spec('multi:softmax', 'softmax', identityMargin),
   spec('reg:squarederror', 'identity', identityMargin),

@@ -1,4 +1,9 @@
 import type { ModelCatalog } from '../../models/catalog.ts';
+import { billingSuggestStage } from './billing-suggest.ts';
+import { clinicalNoteStage } from './clinical-note.ts';
+import { createImageQualityStage } from './image-quality.ts';
+import { createLlmRecommendStage, type LlmStageDeps } from './llm-recommend.ts';
+import { createModelRecommendStage } from './model-recommend.ts';
 import { createStageRegistry, type StageRegistry } from '../stage.ts';
 import type { ImageLimits } from './decode-input.ts';
 import { createImageValidateStage } from './image-validate.ts';
@@ -8,13 +13,19 @@ import { utilDelayStage } from './util-delay.ts';
 export interface StageDeps {
   models: ModelCatalog;
   limits: ImageLimits;
+  llm: LlmStageDeps;
 }
 
 /** Every built-in stage, wired with its dependencies. Pipelines refer to them by name in `uses:`. */
 export function createBuiltinStages(deps: StageDeps): StageRegistry {
   return createStageRegistry([
     createImageValidateStage(deps.limits),
+    createImageQualityStage(deps.limits),
     createModelClassifyStage(deps),
+    clinicalNoteStage,
+    createModelRecommendStage(deps),
+    createLlmRecommendStage(deps.llm),
+    billingSuggestStage,
     utilDelayStage,
   ]);
 }

@@ -66,6 +66,8 @@ export function createModelClassifyStage(deps: { models: ModelCatalog; limits: I
       version: z.string(),
       top: z.object({ code: z.string(), probability: z.number() }),
       probabilities: z.record(z.string(), z.number()),
+      /** Display names of the labels, by code. */
+      labels: z.record(z.string(), z.string()),
       /** The model's own confidence threshold (manifest), for later policy stages. */
       minProbability: z.number(),
     }),
@@ -96,6 +98,7 @@ export function createModelClassifyStage(deps: { models: ModelCatalog; limits: I
           version: classifier.ref.version,
           top: { code: top.code, probability: top.probability },
           probabilities: Object.fromEntries(classes.map((c) => [c.code, c.probability])),
+          labels: Object.fromEntries(classes.map((c) => [c.code, c.display])),
           minProbability: classifier.manifest.confidence.minProbability,
         },
         findings,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { decideRecommendation, type ImageEvidence } from '../../clinical/policy.ts';
 import { AppError } from '../../core/errors.ts';
-import { ClinicalFeatures, type ShapExplanation } from '../../core/report.ts';
+import { ClinicalFeatures, Recommendation, type ShapExplanation } from '../../core/report.ts';
 import type { ModelCatalog } from '../../models/catalog.ts';
 import { classProbabilities } from '../../models/tabular.ts';
 import { defineStage, type StageContext } from '../stage.ts';
@@ -38,7 +38,7 @@ export function createModelRecommendStage(deps: { models: ModelCatalog }) {
       qualityStage: z.string().optional(),
     }).strict(),
     output: z.object({
-      status: z.enum(['recommended', 'abstained']),
+      recommendation: Recommendation,
       probabilities: z.record(z.string(), z.number()),
       row: z.record(z.string(), z.number().nullable()),
     }),
@@ -89,7 +89,7 @@ export function createModelRecommendStage(deps: { models: ModelCatalog }) {
       };
       return {
         data: {
-          status: recommendation.status,
+          recommendation,
           probabilities: Object.fromEntries(manifest.outputs.labels.map((l, i) => [l.code, probabilities[i] ?? 0])),
           row: Object.fromEntries(manifest.inputs.features.map((f, i) => [f.name, row[i] ?? null])),
         },
