@@ -34,6 +34,39 @@ async function measure(concurrency: number, total: number, once: () => Promise<v
   return { n: latencies.length, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), throughput: (latencies.length / wall) * 1000 };
 }
 
+const NOTE = 'samples/note-intermediate-risk.txt';
+
+/** POST /v1/predict with the two-model image-treatment pipeline (image + note), at concurrency 1 and 8. */
+export async function treatmentLatency(options: { requests: number }): Promise<Record<string, LatencySummary>> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'dxflow-bench-'));
+  const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: 'bench-key-0123456789abcdef' });
+  const platform = await openPlatform(config);
+  const app = await build(platform);
+  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  const image = await readFile(SAMPLE);
+  const note = await readFile(NOTE, 'utf8');
+  const predict = async () => {
+    const form = new FormData();
+    form.append('image', new Blob([image], { type: 'application/octet-stream' }), 'sample.png');
+    form.append('note', note);
+    form.append('pipeline', 'image-treatment');
+    const res = await fetch(`${address}/v1/predict`, { method: 'POST', body: form, headers: { authorization: 'Bearer bench-key-0123456789abcdef' } });
+    if (res.status !== 200) throw new Error(`predict returned ${res.status}: ${await res.text()}`);
+    const body = (await res.json()) as { recommendation: { status: string } | null };
+    if (body.recommendation?.status !== 'recommended') throw new Error('the benchmark case must produce a recommendation');
+  };
+  const results: Record<string, LatencySummary> = {};
+  try {
+    await measure(1, 20, predict);
+    for (const c of [1, 8]) results[`POST /v1/predict image-treatment c=${c}`] = await measure(c, options.requests, predict);
+  } finally {
+    await app.close();
+    await platform.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  return results;
+}
+
 export async function predictLatency(options: { requests: number }): Promise<Record<string, LatencySummary>> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'dxflow-bench-'));
   const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: 'bench-key-0123456789abcdef' });
