@@ -85,9 +85,10 @@ export function decideRecommendation(input: PolicyInput): Recommendation {
   if (!top) throw new Error(`${manifest.name} produced no probabilities`);
   const { minProbability, minMargin } = manifest.confidence;
   if (top.probability < minProbability) {
-    reasons.push({ code: 'LOW_CONFIDENCE', message: `The top class ${top.code} has probability ${top.probability.toFixed(3)}, below ${minProbability}` });
+    // Messages never name the withheld class: they travel further (prompts, reports) than `withheld`.
+    reasons.push({ code: 'LOW_CONFIDENCE', message: `The most likely class has probability ${top.probability.toFixed(3)}, below ${minProbability}` });
   } else if (second && top.probability - second.probability < minMargin) {
-    reasons.push({ code: 'LOW_CONFIDENCE', message: `${top.code} (${top.probability.toFixed(3)}) and ${second.code} (${second.probability.toFixed(3)}) are closer than ${minMargin}` });
+    reasons.push({ code: 'LOW_CONFIDENCE', message: `The two most likely classes (${top.probability.toFixed(3)} and ${second.probability.toFixed(3)}) are closer than ${minMargin}` });
   }
 
   if (reasons.length > 0) {

@@ -3,17 +3,21 @@ import type {
   Bundle,
   BundleEntry,
   CodeableConcept,
+  DetectedIssue,
   Device,
   DiagnosticReport,
+  Media,
   Observation,
   Provenance,
   ProvenanceAgent,
   ProvenanceEntity,
-  Reference,
   Resource,
+  RiskAssessment,
 } from '@medplum/fhirtypes';
 import { AppError, ERROR_CODES } from '../core/errors.ts';
-import type { CaseError, CaseResult, Finding, InputRecord, ModelRef } from '../core/result.ts';
+import type { Billing, Heatmap, LlmRecommendation, Recommendation, ShapExplanation } from '../core/report.ts';
+import type { CaseError, CaseResult, Finding, InputRecord, ModelRef, NoteRecord } from '../core/result.ts';
+import { billingObservation } from './billing.ts';
 import {
   DXFLOW_SYSTEM,
   isErrorCode,
@@ -23,18 +27,31 @@ import {
   V3_DATA_OPERATION,
   type ReportKind,
 } from './codes.ts';
+import { fhirString, formatProbability, INVESTIGATIONAL_NOTE, reference, REVIEW_NOTICE, type Entry } from './entry.ts';
+import { heatmapComment, heatmapFileName, heatmapMedia, shapObservation } from './explanations.ts';
+import { llmObservation, textGeneratorDevice } from './llm-recommendation.ts';
+import { detectedIssueResource, recommendationSentence, riskAssessmentResource, type RecommendationContext } from './recommendation.ts';
 
 // A case result as a FHIR R4 `collection` Bundle (DESIGN.md §4): one DiagnosticReport, one Observation per
-// finding, one Device per model version plus one for the pipeline itself, and a Provenance tying them to
-// the analysed input.
+// finding, the recommendation (RiskAssessment) or the escalation (DetectedIssue), the explanations (SHAP
+// Observations, heatmap Media), the generated summary and the billing suggestions (Observations), one
+// Device per model version plus one for the pipeline itself and one for the text generator, and a
+// Provenance tying them to the analysed input and note. Each part's module says why it maps to its
+// resource.
 //
-// PHI rule: nothing free-text from the case is copied. The bundle carries ids, hashes, codes, numbers,
-// timestamps and text from dxflow's own configuration (pipeline, stage and model names, manifest labels,
-// error hints). Input file names and object keys may carry patient names and are never read here; error
-// messages may quote input data, so a failed case's conclusion uses the fixed hint of its error code.
+// PHI rule: nothing the submitter wrote is copied. The bundle carries ids, hashes, codes, numbers,
+// timestamps, text from dxflow's own configuration (pipeline, stage and model names, manifest labels,
+// error hints, the billing table) and the generated summary, which is written from de-identified values
+// only (llm-recommendation.ts). Input file names and object keys may carry patient names and are never
+// read here (a heatmap's key yields only its file name, which dxflow chose); the note and the text spans
+// read from it stay out; error and abstention messages may quote input data, so the report states the
+// fixed text of their codes instead.
 
 export interface FhirBundleOptions {
-  /** Public base URL of the dxflow API; when set, the bundle links to the case's JSON representation. */
+  /**
+   * Public base URL of the dxflow API; when set, the bundle links to the case's JSON representation and
+   * heatmap URLs are absolute. Without it they are relative to the API's origin (`/v1/cases/…`).
+   */
   baseUrl?: string;
   /**
    * Bundle.timestamp. Defaults to the time the result was recorded, not the wall clock, so the same
@@ -43,13 +60,16 @@ export interface FhirBundleOptions {
   generatedAt?: string;
 }
 
-const REVIEW_NOTICE = 'Preliminary output of investigational AI software: a clinician must review it before any clinical use.';
-const INVESTIGATIONAL_NOTE = 'Investigational software for research and demonstration, not a cleared medical device; its output must be reviewed by a clinician.';
-
-interface Entry<T extends Resource> {
-  fullUrl: string;
-  resource: T;
+/** The explained parts of a result that the bundle releases. */
+interface ReleasedParts {
+  recommendation: Recommendation | null;
+  shap: readonly ShapExplanation[];
+  heatmaps: readonly Heatmap[];
+  llm: LlmRecommendation | null;
+  billing: Billing | null;
 }
+
+const NOTHING_RELEASED: ReleasedParts = { recommendation: null, shap: [], heatmaps: [], llm: null, billing: null };
 
 export function toFhirBundle(result: CaseResult, options: FhirBundleOptions = {}): Bundle {
   const urn = (role: string): string => `urn:uuid:${deterministicUuid(result.id, role)}`;
@@ -59,8 +79,18 @@ export function toFhirBundle(result: CaseResult, options: FhirBundleOptions = {}
     : toInstant(result.completedAt, 'completedAt', result.id);
   const kind = reportKindFor(result.pipeline);
 
+  // A failed case releases no findings and no explained parts: whatever stages ran before the failure
+  // produced results that the rest of the pipeline (confidence policy, fallback) never saw, and a
+  // cancelled report has no results. The JSON result still lists them for debugging.
+  const failed = result.status === 'failed';
+  const released = failed ? [] : result.findings;
+  const parts: ReleasedParts = failed
+    ? NOTHING_RELEASED
+    : { recommendation: result.recommendation, ...result.explanations, llm: result.llm, billing: result.billing };
+  const recommendation = parts.recommendation;
+
   const pipelineDevice: Entry<Device> = { fullUrl: urn('device:pipeline'), resource: pipelineDeviceResource(result.pipeline) };
-  const modelDevices = distinctModels(result).map((model) => ({
+  const modelDevices = distinctModels(result, recommendation).map((model) => ({
     model,
     fullUrl: urn(`device:model:${modelKey(model)}`),
     resource: modelDeviceResource(model),
@@ -68,17 +98,68 @@ export function toFhirBundle(result: CaseResult, options: FhirBundleOptions = {}
   // A finding without a model (a rule-based stage) is attributed to the pipeline itself.
   const deviceFor = (model: ModelRef | undefined): Entry<Device> =>
     model === undefined ? pipelineDevice : modelDevices.find((d) => modelKey(d.model) === modelKey(model)) ?? pipelineDevice;
+  const textDevice: Entry<Device> | undefined = parts.llm
+    ? { fullUrl: urn('device:text-generator'), resource: textGeneratorDevice(parts.llm) }
+    : undefined;
 
-  // A failed case releases no findings: whatever stages ran before the failure produced results that the
-  // rest of the pipeline (confidence policy, fallback) never saw, and a cancelled report has no results.
-  // The JSON result still lists them for debugging.
-  const released = result.status === 'failed' ? [] : result.findings;
   const observationRole = distinctRoles('observation');
-  const observations: Entry<Observation>[] = released.map((finding) => ({
-    fullUrl: urn(observationRole(JSON.stringify([finding.stage, finding.code]))),
-    resource: observationResource(finding, result, kind, recordedAt, deviceFor(finding.model)),
+  const findings = released.map((finding) => ({
+    finding,
+    entry: {
+      fullUrl: urn(observationRole(JSON.stringify([finding.stage, finding.code]))),
+      resource: observationResource(finding, result, kind, recordedAt, deviceFor(finding.model)),
+    } satisfies Entry<Observation>,
   }));
+  const observations = findings.map((f) => f.entry);
 
+  // The recommender reads the other models' findings; its own, should it report any, are not its input.
+  const recommenderModel = recommendation?.model;
+  const recommendationContext: RecommendationContext = {
+    recordedAt,
+    device: recommenderModel ? deviceFor(recommenderModel) : undefined,
+    basis: findings.filter((f) => !recommenderModel || !f.finding.model || modelKey(f.finding.model) !== modelKey(recommenderModel)).map((f) => f.entry),
+  };
+  const riskAssessment: Entry<RiskAssessment> | undefined = recommendation?.status === 'recommended'
+    ? { fullUrl: urn('risk-assessment'), resource: riskAssessmentResource(recommendation, recommendationContext) }
+    : undefined;
+  const detectedIssue: Entry<DetectedIssue> | undefined = recommendation?.status === 'abstained'
+    ? { fullUrl: urn('detected-issue'), resource: detectedIssueResource(recommendation, recommendationContext) }
+    : undefined;
+
+  const shapRole = distinctRoles('shap');
+  const shapObservations: Entry<Observation>[] = parts.shap.map((shap) => {
+    const relation = shapRelation(shap, recommendation);
+    return {
+      fullUrl: urn(shapRole(JSON.stringify([shap.model, shap.version, shap.output]))),
+      resource: shapObservation(shap, {
+        recordedAt,
+        device: modelDevices.find((d) => d.model.name === shap.model && d.model.version === shap.version),
+        recommendation: riskAssessment && relation.kind === 'recommended' ? { entry: riskAssessment, display: relation.display } : undefined,
+        withheld: relation.kind === 'withheld',
+      }),
+    };
+  });
+
+  const mediaRole = distinctRoles('media');
+  const heatmaps = parts.heatmaps.map((heatmap) => {
+    const explains = explainedFinding(heatmap, released);
+    const url = apiUrl(options.baseUrl, `v1/cases/${encodeURIComponent(result.id)}/files/${encodeURIComponent(heatmapFileName(result.id, heatmap))}`);
+    return {
+      comment: heatmapComment(heatmap, explains),
+      entry: {
+        fullUrl: urn(mediaRole(heatmap.objectKey)),
+        resource: heatmapMedia(heatmap, { recordedAt, device: modelDevices.find((d) => d.model.name === heatmap.model), url, explains }),
+      } satisfies Entry<Media>,
+    };
+  });
+
+  const summary: Entry<Observation> | undefined = parts.llm && textDevice
+    ? { fullUrl: urn('llm-recommendation'), resource: llmObservation(parts.llm, { recordedAt, device: textDevice, findings: observations }) }
+    : undefined;
+
+  // DiagnosticReport.result holds the Observations that are part of the report: the findings and what
+  // explains or discusses them. Billing suggestions are not clinical results (billing.ts).
+  const results = [...observations, ...shapObservations, ...(summary ? [summary] : [])];
   const report: Entry<DiagnosticReport> = {
     fullUrl: urn('diagnostic-report'),
     resource: {
@@ -89,16 +170,36 @@ export function toFhirBundle(result: CaseResult, options: FhirBundleOptions = {}
       code: reportCode(result.pipeline, kind),
       effectiveDateTime: recordedAt,
       issued: recordedAt,
-      ...(observations.length > 0 ? { result: observations.map(reference) } : {}),
-      conclusion: conclusion(result, released),
+      ...(results.length > 0 ? { result: results.map(reference) } : {}),
+      ...(heatmaps.length > 0 ? { media: heatmaps.map((h) => ({ comment: h.comment, link: reference(h.entry) })) } : {}),
+      conclusion: conclusion(result, released, recommendation),
     },
   };
 
+  const billingRole = distinctRoles('billing');
+  const billing = parts.billing;
+  const billingObservations: Entry<Observation>[] = billing
+    ? billing.items.map((item) => ({
+      fullUrl: urn(billingRole(JSON.stringify([item.system, item.code]))),
+      resource: billingObservation(item, billing, { recordedAt, device: pipelineDevice, report, findings }),
+    }))
+    : [];
+
+  const explained: Entry<Resource>[] = [
+    ...(riskAssessment ? [riskAssessment] : []),
+    ...(detectedIssue ? [detectedIssue] : []),
+    ...shapObservations,
+    ...heatmaps.map((h) => h.entry),
+    ...(summary ? [summary] : []),
+    ...billingObservations,
+  ];
+  const performers = [...modelDevices, ...(textDevice ? [textDevice] : [])];
+  const sources = [...(result.input ? [inputEntity(result.input)] : []), ...(result.note ? [noteEntity(result.note)] : [])];
   const provenance: Entry<Provenance> = {
     fullUrl: urn('provenance'),
     resource: {
       resourceType: 'Provenance',
-      target: [reference(report), ...observations.map(reference)],
+      target: [report, ...observations, ...explained].map(reference),
       ...(result.completedAt
         ? { occurredPeriod: { start: toInstant(result.createdAt, 'createdAt', result.id), end: recordedAt } }
         : {}),
@@ -106,19 +207,19 @@ export function toFhirBundle(result: CaseResult, options: FhirBundleOptions = {}
       activity: { coding: [{ system: V3_DATA_OPERATION, code: 'CREATE', display: 'create' }] },
       agent: [
         agent('assembler', 'Assembler', pipelineDevice),
-        ...modelDevices.map((device) => agent('performer', 'Performer', device)),
+        ...performers.map((device) => agent('performer', 'Performer', device)),
       ],
-      ...(result.input ? { entity: [sourceEntity(result.input)] } : {}),
+      ...(sources.length > 0 ? { entity: sources } : {}),
     },
   };
 
-  const entries: Entry<Resource>[] = [report, ...observations, pipelineDevice, ...modelDevices, provenance];
+  const entries: Entry<Resource>[] = [report, ...observations, ...explained, pipelineDevice, ...performers, provenance];
   return {
     resourceType: 'Bundle',
     identifier: { system: 'urn:ietf:rfc:3986', value: urn('bundle') },
     type: 'collection',
     timestamp: options.generatedAt === undefined ? recordedAt : toInstant(options.generatedAt, 'generatedAt', result.id),
-    ...(options.baseUrl === undefined ? {} : { link: [{ relation: 'alternate', url: caseUrl(options.baseUrl, result.id) }] }),
+    ...(options.baseUrl === undefined ? {} : { link: [{ relation: 'alternate', url: apiUrl(options.baseUrl, `v1/cases/${encodeURIComponent(result.id)}`) }] }),
     entry: entries.map((e): BundleEntry => ({ fullUrl: e.fullUrl, resource: e.resource })),
   };
 }
@@ -150,16 +251,21 @@ function reportCode(pipeline: string, kind: ReportKind): CodeableConcept {
   };
 }
 
-function conclusion(result: CaseResult, released: readonly Finding[]): string {
+function conclusion(result: CaseResult, released: readonly Finding[], recommendation: Recommendation | null): string {
   if (result.status === 'failed') return failureConclusion(result.error);
   const top = topFinding(released);
+  const sentences: string[] = [];
   if (result.status !== 'succeeded') {
-    const sofar = top ? ` Top finding so far: ${describeFinding(top)}.` : '';
-    return `The analysis has not finished.${sofar} ${REVIEW_NOTICE}`;
+    sentences.push('The analysis has not finished.', ...(top ? [`Top finding so far: ${describeFinding(top)}.`] : []));
+  } else if (top) {
+    const count = released.length === 1 ? '1 finding' : `${released.length} findings`;
+    sentences.push(`Top finding: ${describeFinding(top)} (${count} in total).`);
+  } else {
+    sentences.push('The analysis produced no findings.');
   }
-  if (!top) return `The analysis produced no findings. ${REVIEW_NOTICE}`;
-  const count = released.length === 1 ? '1 finding' : `${released.length} findings`;
-  return `Top finding: ${describeFinding(top)} (${count} in total). ${REVIEW_NOTICE}`;
+  if (recommendation) sentences.push(recommendationSentence(recommendation));
+  sentences.push(REVIEW_NOTICE);
+  return sentences.join(' ');
 }
 
 function failureConclusion(error: CaseError | null): string {
@@ -180,12 +286,32 @@ function describeFinding(f: Finding): string {
   return `${findingText(f)}, probability ${formatProbability(f.probability)}${model}`;
 }
 
-function formatProbability(p: number): string {
-  return String(Number(p.toFixed(3)));
-}
-
 function findingText(f: Finding): string {
   return f.label.trim() ? `${f.label} (${f.code})` : f.code;
+}
+
+type ShapRelation = { kind: 'recommended'; display: string | undefined } | { kind: 'withheld' } | { kind: 'unrelated' };
+
+/**
+ * What a SHAP explanation explains: the recommended class, the class an abstention withheld (the stage
+ * explains the model's top class either way), or an output unrelated to the recommendation.
+ */
+function shapRelation(shap: ShapExplanation, recommendation: Recommendation | null): ShapRelation {
+  const model = recommendation?.model;
+  const sameModel = model !== undefined && model.name === shap.model && model.version === shap.version;
+  if (recommendation?.status === 'recommended' && sameModel && recommendation.code === shap.output) {
+    return { kind: 'recommended', display: fhirString(recommendation.display) };
+  }
+  if (recommendation?.status === 'abstained' && (sameModel || (recommendation.withheld ?? []).some((w) => w.code === shap.output))) {
+    return { kind: 'withheld' };
+  }
+  return { kind: 'unrelated' };
+}
+
+/** The finding a heatmap explains, as the report names it; the bare class code when none was released. */
+function explainedFinding(heatmap: Heatmap, released: readonly Finding[]): string {
+  const finding = released.find((f) => f.code === heatmap.label && (f.model === undefined || f.model.name === heatmap.model));
+  return finding ? findingText(finding) : heatmap.label;
 }
 
 function observationResource(
@@ -239,10 +365,14 @@ function modelDeviceResource(model: ModelRef): Device {
   };
 }
 
-/** One Device per model version: the case's model list first, then any finding model it does not list. */
-function distinctModels(result: CaseResult): ModelRef[] {
+/**
+ * One Device per model version: the case's model list first, then any finding model it does not list,
+ * then the recommender's.
+ */
+function distinctModels(result: CaseResult, recommendation: Recommendation | null): ModelRef[] {
   const byKey = new Map<string, ModelRef>();
-  for (const model of [...result.models, ...result.findings.flatMap((f) => (f.model ? [f.model] : []))]) {
+  const listed = [...result.models, ...result.findings.flatMap((f) => (f.model ? [f.model] : [])), ...(recommendation?.model ? [recommendation.model] : [])];
+  for (const model of listed) {
     if (!byKey.has(modelKey(model))) byKey.set(modelKey(model), model);
   }
   return [...byKey.values()];
@@ -257,7 +387,7 @@ function agent(code: 'assembler' | 'performer', display: string, device: Entry<D
 }
 
 /** What was analysed, identified by content hash only: the object key and file name may carry PHI. */
-function sourceEntity(input: InputRecord): ProvenanceEntity {
+function inputEntity(input: InputRecord): ProvenanceEntity {
   const size = input.width && input.height ? `, ${input.width}×${input.height} px` : '';
   return {
     role: 'source',
@@ -268,16 +398,15 @@ function sourceEntity(input: InputRecord): ProvenanceEntity {
   };
 }
 
-function reference<T extends Resource>(entry: Entry<T>): Reference<T> {
-  const display = referenceDisplay(entry.resource);
-  return { reference: entry.fullUrl, ...(display ? { display } : {}) };
-}
-
-function referenceDisplay(resource: Resource): string | undefined {
-  if (resource.resourceType !== 'Device') return undefined;
-  const name = resource.deviceName?.[0]?.name;
-  const version = resource.version?.[0]?.value;
-  return name && version ? `${name} ${version}` : name;
+/** The clinical note the recommender read, by content hash only, like the input. */
+function noteEntity(note: NoteRecord): ProvenanceEntity {
+  return {
+    role: 'source',
+    what: {
+      identifier: { system: DXFLOW_SYSTEM.noteSha256, value: note.sha256 },
+      display: `clinical note (${note.format}), ${note.bytes} bytes`,
+    },
+  };
 }
 
 /**
@@ -314,9 +443,11 @@ function toInstant(value: string, field: string, caseId: string): string {
   return new Date(ms).toISOString();
 }
 
-function caseUrl(baseUrl: string, caseId: string): string {
+/** An API path (without leading slash) as a URL: absolute under the public base URL, or origin-relative. */
+function apiUrl(baseUrl: string | undefined, path: string): string {
+  if (baseUrl === undefined) return `/${path}`;
   try {
-    return new URL(`v1/cases/${encodeURIComponent(caseId)}`, baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`).href;
+    return new URL(path, baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`).href;
   } catch (cause) {
     throw new AppError('CONFIG_INVALID', `The public base URL "${baseUrl}" is not an absolute URL; set it like https://dxflow.example.org.`, { cause });
   }

@@ -49,6 +49,12 @@ const ISSUE_TYPE: Readonly<Record<ErrorCode, IssueType>> = {
   DATABASE_UNAVAILABLE: 'no-store',
   TIMEOUT: 'timeout',
   INTERNAL: 'exception',
+  // LLM
+  PROMPT_NOT_FOUND: 'not-found',
+  PROMPT_INVALID: 'invalid',
+  LLM_UNAVAILABLE: 'transient', // "may be able to resubmit the same content once an underlying issue is resolved"
+  LLM_REQUEST_REJECTED: 'exception', // our configuration of the language-model server is wrong, not the caller's content
+  LLM_OUTPUT_INVALID: 'exception',
 };
 
 /** The FHIR issue type for one of our error codes; `exception` for a code this version does not know. */

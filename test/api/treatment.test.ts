@@ -159,4 +159,13 @@ test('with an OpenAI-compatible endpoint configured, its answer is used and reco
   const sent = server.requests[0]?.raw ?? '';
   assert.ok(sent.includes('local-therapy') || sent.includes('Local therapy'), 'the prompt carries the recommendation');
   assert.ok(!sent.includes('Jane') && !sent.includes('routine testing'), 'no metadata and no note text reach the LLM');
+
+  // An escalated case: the prompt gets reason codes in fixed words — not the parser's message quoting
+  // the note, not the withheld classes.
+  const escalated = await predict(app, { note: note.replace('an elevated PSA of 12.4 ng/mL', 'PSA: abc') });
+  assert.equal(escalated.recommendation?.status, 'abstained');
+  const second = server.requests[1]?.raw ?? '';
+  assert.ok(second.includes('FEATURE_UNPARSEABLE'), 'the reason code is in the prompt');
+  assert.ok(!second.includes('abc'), 'the note text quoted by the parser stays out of the prompt');
+  for (const code of ['local-therapy', 'active-surveillance', 'systemic-therapy']) assert.ok(!second.includes(code), `withheld class ${code} stays out of the prompt`);
 });

@@ -1,14 +1,24 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import type { Bundle, Device, DiagnosticReport, Observation, Provenance, Resource } from '@medplum/fhirtypes';
+import type { Device, DiagnosticReport, Observation, Provenance } from '@medplum/fhirtypes';
 import { AppError } from '../../src/core/errors.ts';
-import type { CaseResult } from '../../src/core/result.ts';
+import { CaseResult } from '../../src/core/result.ts';
 import { toFhirBundle } from '../../src/fhir/bundle.ts';
-import { failedCase, PLANTED_PATIENT_NAME, RISK_MODEL, succeededCase, TILE_SCORER, TISSUE_CLASSIFIER, twoModelCase } from './cases.ts';
+import { only, references, resolve, resources } from './bundle-query.ts';
+import {
+  abstainedCase,
+  failedCase,
+  PLANTED_PATIENT_NAME,
+  recommendedCase,
+  RISK_MODEL,
+  succeededCase,
+  TILE_SCORER,
+  TISSUE_CLASSIFIER,
+  twoModelCase,
+} from './cases.ts';
 import { validateFhirResource } from '../support/fhir-validator.ts';
 
-const GOLDEN = new URL('../fixtures/fhir/succeeded-case.bundle.json', import.meta.url);
 const BASE_URL = 'https://dxflow.example.org';
 const UUID_V8_URN = /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -16,30 +26,15 @@ const CASES: Record<string, () => CaseResult> = {
   'succeeded, two findings from one model': succeededCase,
   'failed, no findings': failedCase,
   'findings from two models': twoModelCase,
+  'recommended, with SHAP, a heatmap, language-model text and billing suggestions': recommendedCase,
+  'abstained, with reasons, withheld probabilities and fallback text': abstainedCase,
 };
 
-function resources<T extends Resource>(bundle: Bundle, type: T['resourceType']): T[] {
-  return (bundle.entry ?? []).flatMap((e) => (e.resource?.resourceType === type ? [e.resource as T] : []));
-}
-
-function only<T extends Resource>(bundle: Bundle, type: T['resourceType']): T {
-  const found = resources<T>(bundle, type);
-  assert.equal(found.length, 1, `exactly one ${type}`);
-  return found[0] as T;
-}
-
-function resolve(bundle: Bundle, reference: string | undefined): Resource | undefined {
-  return bundle.entry?.find((e) => e.fullUrl === reference)?.resource;
-}
-
-/** Every `reference` string anywhere in the bundle. */
-function references(node: unknown): string[] {
-  if (Array.isArray(node)) return node.flatMap(references);
-  if (typeof node !== 'object' || node === null) return [];
-  return Object.entries(node).flatMap(([key, value]) => (key === 'reference' && typeof value === 'string' ? [value] : references(value)));
-}
-
 for (const [name, build] of Object.entries(CASES)) {
+  test(`${name}: the synthetic result is a valid CaseResult`, () => {
+    CaseResult.parse(build());
+  });
+
   test(`${name}: the bundle and every resource in it are valid FHIR R4`, () => {
     const bundle = toFhirBundle(build(), { baseUrl: BASE_URL });
     validateFhirResource(bundle);
@@ -61,12 +56,21 @@ for (const [name, build] of Object.entries(CASES)) {
   });
 }
 
-test('the bundle for the succeeded case equals the golden file', () => {
-  const bundle = toFhirBundle(succeededCase(), { baseUrl: BASE_URL });
-  if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(GOLDEN, `${JSON.stringify(bundle, null, 2)}\n`);
-  assert.ok(existsSync(GOLDEN), `golden file missing: run UPDATE_GOLDEN=1 npx node --test test/fhir/ and commit ${GOLDEN.pathname}`);
-  assert.deepEqual(bundle, JSON.parse(readFileSync(GOLDEN, 'utf8')));
-});
+// Golden bundles: (a) the plain image result, (d) a result with every explained part.
+const GOLDENS: Record<string, () => CaseResult> = {
+  'succeeded-case': succeededCase,
+  'recommended-case': recommendedCase,
+};
+
+for (const [name, build] of Object.entries(GOLDENS)) {
+  test(`the bundle for ${name} equals the golden file`, () => {
+    const golden = new URL(`../fixtures/fhir/${name}.bundle.json`, import.meta.url);
+    const bundle = toFhirBundle(build(), { baseUrl: BASE_URL });
+    if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(golden, `${JSON.stringify(bundle, null, 2)}\n`);
+    assert.ok(existsSync(golden), `golden file missing: run UPDATE_GOLDEN=1 npx node --test test/fhir/ and commit ${golden.pathname}`);
+    assert.deepEqual(bundle, JSON.parse(readFileSync(golden, 'utf8')));
+  });
+}
 
 test('the same result always gives the same bundle, and another case gets other ids', () => {
   const first = toFhirBundle(succeededCase(), {});

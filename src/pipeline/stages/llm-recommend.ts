@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ClinicalFeatures, Recommendation } from '../../core/report.ts';
+import { ClinicalFeatures, Recommendation, type AbstainReasonCode } from '../../core/report.ts';
 import type { SqlExecutor } from '../../core/ports.ts';
 import { createLlmRecommender, type LlmFailurePolicy, type LlmProvider } from '../../llm/index.ts';
 import { defineStage, type StageContext } from '../stage.ts';
@@ -20,6 +20,32 @@ export function optionalOutput<T>(ctx: StageContext<unknown>, stageId: string | 
   const parsed = schema.safeParse(ctx.outputs.get(stageId));
   return parsed.success ? parsed.data : undefined;
 }
+
+/**
+ * What of a recommendation may enter a prompt: for an escalation, the reason codes and features with a
+ * fixed wording — never the reason messages (they can quote the note) nor the withheld probabilities.
+ */
+function forPrompt(r: Recommendation | undefined): Recommendation | null {
+  if (!r) return null;
+  if (r.status === 'recommended') return r;
+  return {
+    status: 'abstained',
+    display: r.display,
+    reasons: r.reasons.map((x) => ({ code: x.code, message: REASON_TEXT[x.code], ...(x.feature ? { feature: x.feature } : {}) })),
+    ...(r.model ? { model: r.model } : {}),
+  };
+}
+
+const REASON_TEXT: Record<AbstainReasonCode, string> = {
+  NO_CLINICAL_NOTE: 'no clinical note was provided',
+  FEATURE_MISSING: 'a required clinical value is missing',
+  FEATURE_OUT_OF_RANGE: 'a value is outside the valid or trained range',
+  FEATURE_CONTRADICTORY: 'the note gives contradictory values',
+  FEATURE_UNPARSEABLE: 'a value in the note could not be read',
+  LOW_IMAGE_QUALITY: 'the image quality is too low',
+  LOW_IMAGE_CONFIDENCE: 'the image classifier is not confident',
+  LOW_CONFIDENCE: 'the recommender is not confident',
+};
 
 /**
  * The LLM recommendation: the labelled prompt version rendered with de-identified findings, feature
@@ -52,7 +78,7 @@ export function createLlmRecommendStage(deps: LlmStageDeps) {
         pipeline: ctx.pipeline,
         findings: Object.entries(classify?.probabilities ?? {}).map(([code, probability]) => ({ code, label: classify?.labels[code] ?? code, probability })),
         features: clinical?.values ?? {},
-        recommendation: recommendation?.recommendation ?? null,
+        recommendation: forPrompt(recommendation?.recommendation),
       }, ctx.signal);
       return {
         data: { provider: llm.provider, model: llm.model, promptVersion: llm.prompt.version, fallback: llm.fallback },

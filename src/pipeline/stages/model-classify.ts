@@ -86,7 +86,9 @@ export function createModelClassifyStage(deps: { models: ModelCatalog; limits: I
         const cam = camForClass(explained.featureMap.data, explained.featureMap.dims, await camWeights(classifier), classIndex);
         const background = await downscale(image);
         const png = await renderOverlay(background, cam.map, [cam.height, cam.width]);
-        const objectKey = await ctx.putObject(`heatmap-${ctx.stageId}-${top.code}.png`, png);
+        // File names stay within [a-z0-9-] whatever the label codes are, so the files route can serve them.
+        const safe = `${ctx.stageId}-${top.code}`.toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+        const objectKey = await ctx.putObject(`heatmap-${safe}.png`, png);
         heatmaps.push({ model: classifier.ref.name, label: top.code, method: 'cam', objectKey, width: background.width, height: background.height });
       }
       const findings: Finding[] = sorted
