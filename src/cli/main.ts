@@ -120,8 +120,10 @@ async function run(argv: string[]): Promise<number> {
       const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
       try {
         await migrate(db);
-        // The prompts command parses its own sub-commands and options.
-        return await promptsCommand(rest, { db });
+        // The prompts command parses its own sub-commands and options; the shipped prompts are seeded
+        // first, as serve does, so a fresh installation lists them.
+        const { DEFAULT_PROMPTS_DIR } = await import('../llm/index.ts');
+        return await promptsCommand(rest, { db, defaultsDir: DEFAULT_PROMPTS_DIR });
       } finally {
         await db.close();
       }

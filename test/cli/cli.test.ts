@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -9,7 +9,7 @@ import { dxflow } from './process.ts';
 test('dxflow --help lists every command, and every command has --help', async () => {
   const main = await dxflow(['--help']);
   assert.equal(main.code, 0);
-  for (const c of ['serve', 'migrate', 'analyze', 'pipelines']) {
+  for (const c of ['serve', 'migrate', 'analyze', 'models', 'prompts', 'pipelines']) {
     assert.match(main.stdout, new RegExp(`^  ${c} `, 'm'));
     const sub = await dxflow([c, '--help']);
     assert.equal(sub.code, 0, c);
@@ -66,4 +66,54 @@ test('dxflow migrate applies the migrations once', async () => {
   assert.match(first.stdout, /applied \d+ migration/);
   const second = await dxflow(['migrate'], { DXFLOW_DATA_DIR: dir });
   assert.match(second.stdout, /up to date/);
+});
+
+test('dxflow analyze runs the image + note flow', async () => {
+  const res = await dxflow(['analyze', 'samples/tissue-tumour-like.png', '--pipeline', 'image-treatment', '--note', 'samples/note-intermediate-risk.txt']);
+  assert.equal(res.code, 0, res.stderr);
+  const result = JSON.parse(res.stdout);
+  assert.equal(result.recommendation.status, 'recommended');
+  assert.equal(result.recommendation.code, 'local-therapy');
+  assert.equal(result.explanations.shap[0].contributions.length, 7);
+  assert.equal(result.explanations.heatmaps.length, 1);
+  assert.equal(result.llm.prompt.name, 'treatment-recommendation');
+  const missing = await dxflow(['analyze', 'samples/tissue-tumour-like.png', '--pipeline', 'image-treatment', '--note', 'no-such-note.txt']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /Cannot read the note/);
+});
+
+test('dxflow models predict prints one JSON object per row, with SHAP by feature with --explain', async () => {
+  const res = await dxflow(['models', 'predict', '--model', 'models/breast-cancer-xgb/model.json', '--input', 'models/breast-cancer-xgb/examples.csv', '--explain']);
+  assert.equal(res.code, 0, res.stderr);
+  const rows = res.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(rows.length, 5);
+  for (const row of rows) {
+    const p = Array.isArray(row.prediction) ? row.prediction[0] : row.prediction;
+    assert.ok(p >= 0 && p <= 1);
+    assert.ok('bias' in row.shap && 'mean_radius' in row.shap.values, JSON.stringify(row.shap).slice(0, 200));
+    // SHAP values plus the bias add up to the margin, whose sigmoid is the prediction.
+    const margin = row.shap.bias + Object.values(row.shap.values as Record<string, number>).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(1 / (1 + Math.exp(-margin)) - p) < 1e-5);
+  }
+  const usage = await dxflow(['models', 'predict', '--model', 'models/breast-cancer-xgb/model.json']);
+  assert.equal(usage.code, 2);
+});
+
+test('dxflow prompts lists, creates and promotes versions', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'dxflow-cli-'));
+  const env = { DXFLOW_DATA_DIR: dir };
+  const list = await dxflow(['prompts', 'list'], env);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /treatment-recommendation/);
+  const template = path.join(dir, 'v2.md');
+  await writeFile(template, `${await readFile('prompts/treatment-recommendation.v1.md', 'utf8')}\nBe brief.\n`);
+  const created = await dxflow(['prompts', 'create', 'treatment-recommendation', template], env);
+  assert.equal(created.code, 0, created.stderr);
+  assert.match(created.stdout, /2/);
+  const promoted = await dxflow(['prompts', 'promote', 'treatment-recommendation', '2', 'staging'], env);
+  assert.equal(promoted.code, 0, promoted.stderr);
+  const after = await dxflow(['prompts', 'list'], env);
+  assert.match(after.stdout, /staging/);
+  const bad = await dxflow(['prompts', 'promote', 'no-such-prompt', '1'], env);
+  assert.notEqual(bad.code, 0);
 });
