@@ -54,6 +54,11 @@ export const OnnxManifest = z.object({
   explanation: z.object({
     /** CAM for a global-average-pooling + linear head: a JSON file with the head's `weight` [classes][C]. */
     cam: z.object({ weights: z.string().min(1) }).optional(),
+    /**
+     * Grad-CAM for a head that is not linear: an ONNX model of the head alone, mapping the feature map
+     * [N,C,H,W] (input) to class scores before softmax [N,K] (output).
+     */
+    gradCam: z.object({ head: z.string().min(1), input: z.string().min(1), output: z.string().min(1) }).optional(),
   }).default({}),
 });
 export type OnnxManifest = z.infer<typeof OnnxManifest>;
