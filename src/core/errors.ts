@@ -41,6 +41,12 @@ export const ERROR_CODES = {
   DATABASE_UNAVAILABLE: { status: 503, retryable: true, hint: 'The database could not be reached; the operation will be retried.' },
   TIMEOUT: { status: 504, retryable: true, hint: 'The operation took too long; try again.' },
   INTERNAL: { status: 500, retryable: false, hint: 'An unexpected error; the request id in the logs identifies it.' },
+  // LLM
+  PROMPT_NOT_FOUND: { status: 404, retryable: false, hint: 'List the prompts with "dxflow prompts list"; create one with "dxflow prompts create" or point the label at a version with "dxflow prompts promote".' },
+  PROMPT_INVALID: { status: 422, retryable: false, hint: 'Fix the template as the message says; the syntax and the variables are described in prompts/README.md.' },
+  LLM_UNAVAILABLE: { status: 503, retryable: true, hint: 'The language-model server could not be reached or failed; the call will be retried. Check DXFLOW_LLM_BASE_URL and that the server is running.' },
+  LLM_REQUEST_REJECTED: { status: 502, retryable: false, hint: 'The language-model server refused the request; check DXFLOW_LLM_API_KEY, DXFLOW_LLM_MODEL and DXFLOW_LLM_BASE_URL against the server.' },
+  LLM_OUTPUT_INVALID: { status: 502, retryable: false, hint: 'The language model answered with output that does not match the expected JSON; adjust the prompt or the model, or rely on the offline fallback (DXFLOW_LLM_ON_FAILURE=fallback).' },
 } as const satisfies Record<string, { status: number; retryable: boolean; hint: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
