@@ -73,8 +73,14 @@ def main():
     booster = xgb.train(params, dtrain, num_boost_round=60)
     proba = booster.predict(dtest)
     pred = proba.argmax(axis=1)
+    # Expected calibration error of the top-class probability (10 equal-width bins): how far the
+    # stated confidence is from the observed accuracy, on held-out patients.
+    conf = proba.max(axis=1)
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = sum(abs(float((pred[bins == b] == y_test[bins == b]).mean()) - float(conf[bins == b].mean())) * (bins == b).mean() for b in range(10) if (bins == b).any())
     metrics = {
         "accuracy": round(float(accuracy_score(y_test, pred)), 4),
+        "expectedCalibrationError": round(float(ece), 4),
         "macroF1": round(float(f1_score(y_test, pred, average="macro")), 4),
         "logLoss": round(float(log_loss(y_test, proba)), 4),
         "testPatients": int(len(y_test)),
@@ -118,7 +124,7 @@ confidence:
   requiredFeatures: [psa, grade_group]
 intendedUse: Demonstration of the dxflow image + note flow only. Not a medical device; not for clinical use.
 trainingData: "{metrics['trainPatients']} synthetic patients (recipe/train.py generate_cohort, seed 20261122); {int(MISSING_RATE*100)}% of clinical values missing at random; no patient data."
-metrics: {{ accuracy: {metrics['accuracy']}, macroF1: {metrics['macroF1']}, logLoss: {metrics['logLoss']}, testPatients: {metrics['testPatients']} }}
+metrics: {{ accuracy: {metrics['accuracy']}, macroF1: {metrics['macroF1']}, logLoss: {metrics['logLoss']}, expectedCalibrationError: {metrics['expectedCalibrationError']}, testPatients: {metrics['testPatients']} }}
 card: MODEL_CARD.md
 """
     open(os.path.join(OUT, "manifest.yaml"), "w").write(manifest)
@@ -128,6 +134,7 @@ card: MODEL_CARD.md
     table = "\n".join([
         "| metric (2000 held-out synthetic patients) | value |", "|---|---|",
         f"| accuracy | {metrics['accuracy']} |", f"| macro F1 | {metrics['macroF1']} |", f"| log loss | {metrics['logLoss']} |",
+        f"| expected calibration error (top class, 10 bins) | {metrics['expectedCalibrationError']} |",
     ])
     card = open(card_path).read()
     card = re.sub(r"<!-- metrics -->.*<!-- /metrics -->", f"<!-- metrics -->\n{table}\n<!-- /metrics -->", card, flags=re.S)
