@@ -26,7 +26,7 @@ export interface PromptFinding {
   probability: number;
 }
 
-interface PromptClass {
+export interface PromptClass {
   code: string;
   display: string;
   probability: number;
@@ -79,7 +79,7 @@ export interface PromptVariables {
     probability: number | null;
     /** "name version" of the recommender model. */
     model: string | null;
-    alternatives: { code: string; display: string; probability: number }[];
+    alternatives: PromptClass[];
     /** `message` is the fixed wording of the code (REASON_TEXT). */
     reasons: { code: AbstainReasonCode; message: string; feature: string | null }[];
   };

@@ -184,6 +184,16 @@ test('a 500 or 429 is retried by the client, then is a retryable LLM_UNAVAILABLE
   }
 });
 
+test('an error page is cut short in the message', async (t) => {
+  const page = `<html><body>${'<p>Bad gateway: the upstream model server is restarting.</p>\n'.repeat(200)}</body></html>`;
+  const { recommender } = await setup(t, () => ({ status: 502, headers: { 'content-type': 'text/html' }, body: page }), { recommender: { onFailure: 'error' } });
+  await assert.rejects(recommender.recommend(recommended), (e: unknown) => {
+    failedWith('LLM_UNAVAILABLE', /answered HTTP 502 .*Bad gateway: the upstream model server is restarting\..*…/, true)(e);
+    assert.ok((e as AppError).message.length < 450, `${(e as AppError).message.length} characters`);
+    return true;
+  });
+});
+
 test('a server that does not answer within the timeout is a retryable TIMEOUT, or the marked fallback', async (t) => {
   const strict = await setup(t, () => 'hang', { provider: { timeoutMs: 300 }, recommender: { onFailure: 'error' } });
   const started = performance.now();
@@ -245,6 +255,10 @@ test('without a key no Authorization header is sent; json_schema mode sends the 
   const [request] = server.requests;
   assert.equal(request?.headers.authorization, undefined);
   assert.deepEqual(request?.body?.response_format, { type: 'json_schema', json_schema: { name: 'llm_output', schema: LLM_OUTPUT_JSON_SCHEMA, strict: false } });
+  // An empty key (an empty variable in the environment) is no key.
+  const empty = await setup(t, answer, { provider: { apiKey: '' } });
+  await empty.recommender.recommend(recommended);
+  assert.equal(empty.server.requests[0]?.headers.authorization, undefined);
 });
 
 test('a body that is not a chat completion is LLM_OUTPUT_INVALID', async (t) => {

@@ -57,6 +57,14 @@ function checkEndpoint(baseUrl: string): string {
   return `${url.origin}${url.pathname.replace(/\/$/, '')}`;
 }
 
+const MAX_SERVER_TEXT = 300;
+
+/** A server's error text as it may appear in a message: an HTML error page must not flood the log. */
+function clip(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > MAX_SERVER_TEXT ? `${flat.slice(0, MAX_SERVER_TEXT - 1)}…` : flat;
+}
+
 /** The innermost cause's message: "connect ECONNREFUSED 127.0.0.1:8000" rather than "fetch failed". */
 function rootCause(e: unknown): string {
   let current = e;
@@ -72,11 +80,12 @@ function isTransientStatus(status: number): boolean {
 export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvider {
   const endpoint = checkEndpoint(options.baseUrl);
   const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
+  const apiKey = options.apiKey || undefined;
   const client = new OpenAI({
     baseURL: options.baseUrl,
     // The SDK insists on a key; when there is none, the Authorization header is removed instead.
-    apiKey: options.apiKey ?? 'none',
-    ...(options.apiKey === undefined ? { defaultHeaders: { Authorization: null } } : {}),
+    apiKey: apiKey ?? 'none',
+    ...(apiKey === undefined ? { defaultHeaders: { Authorization: null } } : {}),
     // Set explicitly so that OPENAI_* variables in the environment cannot change what is sent.
     organization: null,
     project: null,
@@ -101,11 +110,11 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvide
     if (e instanceof APIError && typeof e.status === 'number') {
       const details = { status: e.status };
       return isTransientStatus(e.status)
-        ? new AppError('LLM_UNAVAILABLE', `The language-model server at ${endpoint} answered HTTP ${e.message} (${attempts}).`, { ...cause, details })
-        : new AppError('LLM_REQUEST_REJECTED', `The language-model server at ${endpoint} refused the request for model "${options.model}": HTTP ${e.message}.`, { ...cause, details });
+        ? new AppError('LLM_UNAVAILABLE', `The language-model server at ${endpoint} answered HTTP ${clip(e.message)} (${attempts}).`, { ...cause, details })
+        : new AppError('LLM_REQUEST_REJECTED', `The language-model server at ${endpoint} refused the request for model "${options.model}": HTTP ${clip(e.message)}.`, { ...cause, details });
     }
     if (e instanceof SyntaxError) {
-      return new AppError('LLM_OUTPUT_INVALID', `The language-model server at ${endpoint} answered with a body that is not JSON: ${e.message}`, cause);
+      return new AppError('LLM_OUTPUT_INVALID', `The language-model server at ${endpoint} answered with a body that is not JSON: ${clip(e.message)}`, cause);
     }
     return toAppError(e);
   }
@@ -144,7 +153,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvide
       const finishReason = choice?.finish_reason ?? undefined;
       const text = choice?.message.content ?? '';
       if (text.trim() === '') {
-        const why = choice?.message.refusal ? `it refused: ${choice.message.refusal}` : `finish reason ${finishReason ?? 'not given'}`;
+        const why = choice?.message.refusal ? `it refused: ${clip(choice.message.refusal)}` : `finish reason ${finishReason ?? 'not given'}`;
         throw new AppError('LLM_OUTPUT_INVALID', `Model "${options.model}" at ${endpoint} answered with no text (${why}).`);
       }
       const usage = parsed.data.usage;
