@@ -109,6 +109,29 @@ export function upsampleBilinear(map: Float32Array, dims: readonly [number, numb
   return out;
 }
 
+const blendTables = new Map<number, Uint8Array>();
+
+/**
+ * round((1 − opacity) · image + opacity · colour) for every LUT entry, channel and image byte:
+ * 256 × 3 × 256 bytes per opacity, built once, so the per-pixel blend is three table reads.
+ */
+function blendTable(opacity: number): Uint8Array {
+  let table = blendTables.get(opacity);
+  if (!table) {
+    table = new Uint8Array(256 * 3 * 256);
+    for (let index = 0; index < 256; index++) {
+      for (let c = 0; c < 3; c++) {
+        const tint = opacity * (VIRIDIS_LUT[index * 3 + c] as number);
+        const base = index * 768 + c * 256;
+        for (let v = 0; v < 256; v++) table[base + v] = Math.round((1 - opacity) * v + tint);
+      }
+    }
+    if (blendTables.size > 16) blendTables.clear();
+    blendTables.set(opacity, table);
+  }
+  return table;
+}
+
 export interface OverlayOptions {
   /** Weight of the heatmap colour in the blend, 0 (image only) to 1 (heatmap only); default 0.45. */
   opacity?: number;
@@ -130,14 +153,18 @@ export async function renderOverlay(image: RgbImage, map: Float32Array, mapDims:
   if (!(opacity >= 0 && opacity <= 1)) throw new AppError('INTERNAL', `Overlay opacity must be between 0 and 1, got ${opacity}.`);
   const values = upsampleBilinear(map, mapDims, width, height);
   const out = Buffer.alloc(width * height * 3);
-  for (let p = 0; p < values.length; p++) {
-    const colour = lutIndex(values[p] as number) * 3;
-    for (let c = 0; c < 3; c++) {
-      const i = p * 3 + c;
-      out[i] = Math.round((1 - opacity) * (image.data[i] as number) + opacity * (VIRIDIS_LUT[colour + c] as number));
-    }
+  const table = blendTable(opacity);
+  const src = image.data;
+  for (let p = 0, i = 0; p < values.length; p++, i += 3) {
+    // Row of the table for this pixel's colour, per channel; the column is the image's byte.
+    const row = lutIndex(values[p] as number) * 768;
+    out[i] = table[row + (src[i] as number)] as number;
+    out[i + 1] = table[row + 256 + (src[i + 1] as number)] as number;
+    out[i + 2] = table[row + 512 + (src[i + 2] as number)] as number;
   }
-  return sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  // The fastest zlib level: the overlay is written on the request path, and level 1 encodes a 512×512
+  // tissue overlay about twice as fast as the default for some more bytes.
+  return sharp(out, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
 }
 
 /**
