@@ -15,7 +15,7 @@ test('model.classify with explain: cam uses Grad-CAM for a model that declares a
   await cp('models/demo-tissue-classifier', dir, { recursive: true });
   await copyFile('test/fixtures/cam/head-mlp.onnx', path.join(dir, 'head-mlp.onnx'));
   const manifest = (await readFile(path.join(dir, 'manifest.yaml'), 'utf8'))
-    .replace(/  cam: \{ weights: head\.json \}.*\n/, '  gradCam: { head: head-mlp.onnx, input: features, output: logits }\n');
+    .replace(/ {2}cam: \{ weights: head\.json \}.*\n/, '  gradCam: { head: head-mlp.onnx, input: features, output: logits }\n');
   assert.match(manifest, /gradCam/);
   await writeFile(path.join(dir, 'manifest.yaml'), manifest);
   await writeFile(path.join(pipelines, 'explained.yaml'), [
