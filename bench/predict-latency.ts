@@ -35,14 +35,29 @@ async function measure(concurrency: number, total: number, once: () => Promise<v
 }
 
 const NOTE = 'samples/note-intermediate-risk.txt';
+const KEY = 'bench-key-0123456789abcdef';
 
-/** POST /v1/predict with the two-model image-treatment pipeline (image + note), at concurrency 1 and 8. */
-export async function treatmentLatency(options: { requests: number }): Promise<Record<string, LatencySummary>> {
+/** An embedded dxflow on a free loopback port, in a throw-away data folder. */
+async function startServer() {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'dxflow-bench-'));
-  const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: 'bench-key-0123456789abcdef' });
+  const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: KEY });
   const platform = await openPlatform(config);
   const app = await build(platform);
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    config, platform, address,
+    async stop() {
+      await app.close();
+      await platform.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** POST /v1/predict with the two-model image-treatment pipeline (image + note), at concurrency 1 and 8. */
+export async function treatmentLatency(options: { requests: number }): Promise<Record<string, LatencySummary>> {
+  const server = await startServer();
+  const { address } = server;
   const image = await readFile(SAMPLE);
   const note = await readFile(NOTE, 'utf8');
   const predict = async () => {
@@ -50,7 +65,7 @@ export async function treatmentLatency(options: { requests: number }): Promise<R
     form.append('image', new Blob([image], { type: 'application/octet-stream' }), 'sample.png');
     form.append('note', note);
     form.append('pipeline', 'image-treatment');
-    const res = await fetch(`${address}/v1/predict`, { method: 'POST', body: form, headers: { authorization: 'Bearer bench-key-0123456789abcdef' } });
+    const res = await fetch(`${address}/v1/predict`, { method: 'POST', body: form, headers: { authorization: `Bearer ${KEY}` } });
     if (res.status !== 200) throw new Error(`predict returned ${res.status}: ${await res.text()}`);
     const body = (await res.json()) as { recommendation: { status: string } | null };
     if (body.recommendation?.status !== 'recommended') throw new Error('the benchmark case must produce a recommendation');
@@ -60,19 +75,14 @@ export async function treatmentLatency(options: { requests: number }): Promise<R
     await measure(1, 20, predict);
     for (const c of [1, 8]) results[`POST /v1/predict image-treatment c=${c}`] = await measure(c, options.requests, predict);
   } finally {
-    await app.close();
-    await platform.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await server.stop();
   }
   return results;
 }
 
 export async function predictLatency(options: { requests: number }): Promise<Record<string, LatencySummary>> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'dxflow-bench-'));
-  const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: 'bench-key-0123456789abcdef' });
-  const platform = await openPlatform(config);
-  const app = await build(platform);
-  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  const server = await startServer();
+  const { config, platform, address } = server;
   const image = await readFile(SAMPLE);
 
   // The same model, straight through onnxruntime with a ready tensor: the floor for any server.
@@ -86,7 +96,7 @@ export async function predictLatency(options: { requests: number }): Promise<Rec
   const predict = async () => {
     const form = new FormData();
     form.append('image', new Blob([image], { type: 'application/octet-stream' }), 'sample.png');
-    const res = await fetch(`${address}/v1/predict`, { method: 'POST', body: form, headers: { authorization: 'Bearer bench-key-0123456789abcdef' } });
+    const res = await fetch(`${address}/v1/predict`, { method: 'POST', body: form, headers: { authorization: `Bearer ${KEY}` } });
     if (res.status !== 200) throw new Error(`predict returned ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();
   };
@@ -104,10 +114,8 @@ export async function predictLatency(options: { requests: number }): Promise<Rec
       results[`POST /v1/predict c=${c}`] = await measure(c, options.requests, predict);
     }
   } finally {
-    await app.close();
     await session.release();
-    await platform.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await server.stop();
   }
   return results;
 }
