@@ -1,5 +1,6 @@
 import type { ParseArgsConfig } from 'node:util';
 import { PROMPTS_COMMAND } from './prompts.ts';
+import { SLIDE_COMMAND } from './slide.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -49,6 +50,12 @@ export const COMMANDS = {
     usage: PROMPTS_COMMAND.usage,
     options: PROMPTS_COMMAND.options as Options,
     details: PROMPTS_COMMAND.details,
+  },
+  slide: {
+    summary: SLIDE_COMMAND.summary,
+    usage: SLIDE_COMMAND.usage,
+    options: SLIDE_COMMAND.options as Options,
+    details: SLIDE_COMMAND.details,
   },
   pipelines: {
     summary: 'List the pipelines and the registered stages.',

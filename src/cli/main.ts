@@ -128,6 +128,11 @@ async function run(argv: string[]): Promise<number> {
         await db.close();
       }
     }
+    case 'slide': {
+      // The slide command parses its own actions and options and needs no database.
+      const { slideCommand } = await import('./slide.ts');
+      return slideCommand(rest);
+    }
     case 'pipelines': {
       const { listPipelines } = await import('./analyze.ts');
       return listPipelines(config);

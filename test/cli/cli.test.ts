@@ -9,7 +9,7 @@ import { dxflow } from './process.ts';
 test('dxflow --help lists every command, and every command has --help', async () => {
   const main = await dxflow(['--help']);
   assert.equal(main.code, 0);
-  for (const c of ['serve', 'migrate', 'analyze', 'models', 'prompts', 'pipelines']) {
+  for (const c of ['serve', 'migrate', 'analyze', 'models', 'prompts', 'slide', 'pipelines']) {
     assert.match(main.stdout, new RegExp(`^  ${c} `, 'm'));
     const sub = await dxflow([c, '--help']);
     assert.equal(sub.code, 0, c);
