@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { AppError } from '../core/errors.ts';
 import { toPng } from '../imaging/raster.ts';
 import { openFileSource } from '../imaging/wsi/byte-source.ts';
+import { type DeidentifyResult, deidentifySlide } from '../imaging/wsi/deidentify.ts';
 import { openSlide, type Slide, type SlideLevel } from '../imaging/wsi/slide.ts';
 import { type SynthCompression, synthesiseSlide, type SynthOptions } from '../imaging/wsi/synth.ts';
 
@@ -30,7 +31,7 @@ const OPTIONS = {
 /** For the command table in help.ts. */
 export const SLIDE_COMMAND = {
   summary: 'Inspect whole-slide images (tiled TIFF, BigTIFF, Aperio SVS), export regions, write synthetic slides.',
-  usage: 'dxflow slide info FILE [--format json] | region FILE --x X --y Y --width W --height H [--level N] --out OUT.png | synth --width W --height H --out OUT.tif [options]',
+  usage: 'dxflow slide info FILE [--format json] | region FILE --x X --y Y --width W --height H [--level N] --out OUT.png | synth --width W --height H --out OUT.tif [options] | deidentify FILE --out OUT',
   options: OPTIONS,
   details: [
     'info FILE              levels (size, downsample, tile size, compression), mpp, vendor, associated images',
@@ -38,6 +39,8 @@ export const SLIDE_COMMAND = {
     '                       (OpenSlide convention); pixels outside the slide are white',
     'synth OUT.tif          a pyramidal tiled TIFF with tissue-like content; options: --tile-size 256,',
     '                       --quality 85, --compression jpeg|lzw|deflate|none, --bigtiff, --mpp 0.25, --seed 1',
+    'deidentify FILE        writes a copy without the label and macro images and without identifying',
+    '                       metadata (allowlisted tags and Aperio keys only); tiles are copied unchanged',
   ],
 };
 
@@ -79,6 +82,15 @@ export async function slideRegion(request: RegionRequest): Promise<{ out: string
     const region = await slide.readRegion(request.x, request.y, request.level, request.width, request.height);
     await writeFile(request.out, await toPng(region));
     return { out: request.out, width: region.width, height: region.height };
+  } finally {
+    await source.close();
+  }
+}
+
+export async function slideDeidentify(file: string, out: string): Promise<DeidentifyResult> {
+  const source = await openFileSource(file);
+  try {
+    return await deidentifySlide(source, out);
   } finally {
     await source.close();
   }
@@ -168,8 +180,14 @@ export async function slideCommand(
         out.write(`wrote ${written.out} (${written.width}×${written.height}, ${compression})\n`);
         return 0;
       }
+      case 'deidentify': {
+        if (values.out === undefined) throw new UsageError('--out is required (the de-identified slide to write)');
+        const result = await slideDeidentify(file ?? '', values.out);
+        out.write(`wrote ${values.out} (${result.bytes} bytes)\nremoved: ${result.removed.join(', ') || 'none'}\nscrubbed: ${result.scrubbed.join(', ') || 'none'}\n`);
+        return 0;
+      }
       default:
-        throw new UsageError(action === undefined ? 'name an action: info, region or synth' : `unknown action "${action}": use info, region or synth`);
+        throw new UsageError(action === undefined ? 'name an action: info, region, synth or deidentify' : `unknown action "${action}": use info, region, synth or deidentify`);
     }
   } catch (e) {
     // parseArgs reports unknown options and missing option values as TypeErrors with a code.

@@ -47,7 +47,7 @@ const MAX_DIRECTORIES = 4096;
 /** Entries fetched per range read of an offset array: one read serves a whole row of tiles or more. */
 const CHUNK_ENTRIES = 2048;
 
-interface Layout {
+export interface Layout {
   littleEndian: boolean;
   bigTiff: boolean;
 }
@@ -113,7 +113,7 @@ function readUnsigned(bytes: Buffer, at: number, size: number, le: boolean): num
   }
 }
 
-interface RawEntry {
+export interface RawEntry {
   tag: number;
   type: number;
   count: number;
@@ -197,7 +197,7 @@ async function readHeader(source: ByteSource): Promise<{ layout: Layout; first: 
   throw corrupt(`The TIFF header has version ${version}; 42 (TIFF) or 43 (BigTIFF) is required.`);
 }
 
-async function readEntries(source: ByteSource, layout: Layout, offset: number): Promise<{ entries: Map<number, RawEntry>; next: number }> {
+export async function readEntries(source: ByteSource, layout: Layout, offset: number): Promise<{ entries: Map<number, RawEntry>; next: number }> {
   const countSize = layout.bigTiff ? 8 : 2;
   const entrySize = layout.bigTiff ? 20 : 12;
   const offsetSize = layout.bigTiff ? 8 : 4;
