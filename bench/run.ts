@@ -3,6 +3,7 @@ import { cpus } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { predictLatency, treatmentLatency } from './predict-latency.ts';
 import { runXgboostBenchmark } from './xgboost.ts';
+import { runWsiTileBenchmark } from './wsi-tiles.ts';
 import type { LatencySummary } from './stats.ts';
 
 const requests = Number(process.env['BENCH_REQUESTS'] ?? 400);
@@ -12,6 +13,8 @@ process.stderr.write('image-treatment latency…\n');
 const treatment = await treatmentLatency({ requests: Math.min(requests, 200) });
 process.stderr.write('XGBoost engine against python3-xgboost…\n');
 const xgboostSection = await runXgboostBenchmark();
+process.stderr.write('tile extraction against OpenSlide and libvips…\n');
+const wsiTileSection = await runWsiTileBenchmark();
 
 const ms = (v: number) => v.toFixed(2);
 const row = (name: string, s: LatencySummary) => `| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(s.p99)} | ${s.throughput.toFixed(1)} |`;
@@ -61,8 +64,9 @@ ${Object.entries(treatment).map(([k, v]) => row(k, v)).join('\n')}
 Target: p95 well under 500 ms at concurrency 8.
 
 ${xgboostSection}
-
-Reproduce: \`npm run bench\` (the XGBoost part alone: \`npx node bench/xgboost.ts\`).
+${wsiTileSection}
+Reproduce: \`npm run bench\` (the XGBoost part alone: \`npx node bench/xgboost.ts\`; tile extraction alone:
+\`npx node bench/wsi-tiles.ts\`).
 `;
 await writeFile('BENCHMARKS.md', md);
 process.stdout.write(md);

@@ -39,7 +39,14 @@ export interface Slide {
 
 /** Largest region or associated image decoded in one call (pixels): 64 Mpx is 192 MB of RGB. */
 export const MAX_REGION_PIXELS = 64 * 1024 * 1024;
-const TILE_CACHE_SIZE = 64;
+/**
+ * Decoded tiles kept per level, least recently used out: at least two full rows of tiles, because a
+ * row of model-sized regions crossing a tile boundary needs two tile rows, and a smaller cache would
+ * decode every tile twice when reading a grid row by row; bounded by a byte budget (like OpenSlide's
+ * 32 MB cache) so very wide levels do not hold unbounded memory.
+ */
+const TILE_CACHE_MIN = 64;
+const TILE_CACHE_BYTES = 64 * 1024 * 1024;
 const WHITE = 255;
 
 function flatten(directories: TiffDirectory[]): TiffDirectory[] {
@@ -67,6 +74,7 @@ class DirectoryReader {
   readonly columns: number;
   private readonly source: ByteSource;
   private readonly cache = new Map<number, Promise<Buffer | undefined>>();
+  private readonly cacheSize: number;
 
   constructor(source: ByteSource, dir: TiffDirectory) {
     this.source = source;
@@ -74,6 +82,8 @@ class DirectoryReader {
     this.blockWidth = dir.tileWidth ?? dir.width;
     this.blockHeight = dir.tileHeight ?? Math.max(1, dir.rowsPerStrip);
     this.columns = Math.ceil(dir.width / this.blockWidth);
+    const byBytes = Math.floor(TILE_CACHE_BYTES / Math.max(1, this.blockWidth * this.blockHeight * 3));
+    this.cacheSize = Math.max(TILE_CACHE_MIN, Math.min(2 * this.columns + 2, byBytes));
   }
 
   /** Stored height of block row `row`: tiles are always full size, the last strip may be shorter. */
@@ -94,7 +104,7 @@ class DirectoryReader {
     const pending = this.load(index, row);
     pending.catch(() => this.cache.delete(index));
     this.cache.set(index, pending);
-    if (this.cache.size > TILE_CACHE_SIZE) {
+    if (this.cache.size > this.cacheSize) {
       const oldest = this.cache.keys().next();
       if (oldest.done !== true) this.cache.delete(oldest.value);
     }
