@@ -175,16 +175,18 @@ export async function markSucceeded(db: SqlExecutor, id: string, owner: string):
 }
 
 /**
- * Cases a crashed process left behind: unfinished, with an expired lease, or never leased and untouched
- * for staleSeconds (their job was lost with the process that had fetched it).
+ * Cases a crashed worker left behind: running with an expired (or released) lease. With includeQueued,
+ * also every queued case without a live lease — used once at an embedded start, where a job fetched by
+ * the dead process but not yet leased would otherwise wait for the queue's own expiry. A periodic sweep
+ * must not include queued cases: their jobs are committed with them and still waiting in the queue.
  */
-export async function listAbandoned(db: SqlExecutor, staleSeconds: number, limit = 100): Promise<string[]> {
+export async function listAbandoned(db: SqlExecutor, options: { includeQueued: boolean }, limit = 100): Promise<string[]> {
   const rows = await db.query<{ id: string }>(
     `SELECT id FROM dxflow_case
-      WHERE status IN ('queued', 'running')
-        AND COALESCE(lease_until, updated_at + make_interval(secs => $1)) <= now()
+      WHERE (status = 'running' OR ($1 AND status = 'queued'))
+        AND (lease_until IS NULL OR lease_until <= now())
       ORDER BY created_at LIMIT $2`,
-    [staleSeconds, limit],
+    [options.includeQueued, limit],
   );
   return rows.map((r) => r.id);
 }

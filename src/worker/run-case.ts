@@ -25,14 +25,14 @@ export async function startCaseWorker(platform: Platform, log: WorkerLog): Promi
     const released = await releaseAllLeases(db);
     if (released > 0) log.warn({ cases: released }, 'resuming cases left unfinished by the previous run');
   }
-  const requeue = async (staleSeconds: number) => {
-    for (const caseId of await listAbandoned(db, staleSeconds)) {
+  const requeue = async (includeQueued: boolean) => {
+    for (const caseId of await listAbandoned(db, { includeQueued })) {
       await queue.send(RUN_CASE_QUEUE, { caseId }, { singletonKey: `recover:${caseId}` });
     }
   };
-  await requeue(db.kind === 'pglite' ? 0 : config.worker.leaseSeconds);
+  await requeue(db.kind === 'pglite');
   const sweeper = setInterval(() => {
-    requeue(config.worker.leaseSeconds).catch((e: unknown) => log.warn({ err: String(e) }, 'abandoned-case sweep failed'));
+    requeue(false).catch((e: unknown) => log.warn({ err: String(e) }, 'abandoned-case sweep failed'));
   }, config.worker.leaseSeconds * 1000);
   sweeper.unref();
 

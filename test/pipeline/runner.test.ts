@@ -149,3 +149,17 @@ for (const target of platformTargets()) {
     assert.ok(after.kind === 'finished' && after.result.status === 'succeeded' && after.result.findings.length === 2);
   });
 }
+
+for (const target of platformTargets()) {
+  test(`[${target.name}] abandoned cases: the sweep takes running cases with an expired lease, never waiting queued ones`, async (t) => {
+    const { platform } = await target.open(t, {}, { withQueue: false });
+    const { listAbandoned } = await import('../../src/pipeline/case-store.ts');
+    const queued = await newCase(platform);
+    const live = await newCase(platform);
+    const dead = await newCase(platform);
+    await platform.db.query(`UPDATE dxflow_case SET status = 'running', lease_owner = 'w1', lease_until = now() + interval '1 minute' WHERE id = $1`, [live]);
+    await platform.db.query(`UPDATE dxflow_case SET status = 'running', lease_owner = 'w2', lease_until = now() - interval '1 second' WHERE id = $1`, [dead]);
+    assert.deepEqual(await listAbandoned(platform.db, { includeQueued: false }), [dead]);
+    assert.deepEqual((await listAbandoned(platform.db, { includeQueued: true })).sort(), [queued, dead].sort());
+  });
+}
