@@ -48,14 +48,11 @@ export async function listPipelines(config: Config): Promise<number> {
   const { createModelCatalog } = await import('../models/catalog.ts');
   const { createBuiltinStages } = await import('../pipeline/stages/index.ts');
   const { loadPipelineCatalog } = await import('../pipeline/spec.ts');
-  const { createOfflineProvider } = await import('../llm/index.ts');
-  const offline = createOfflineProvider();
-  // Listing needs the stage registry, not a database: a stage that tried to use it here would fail loudly.
-  const noDb = { query: () => Promise.reject(new Error('dxflow pipelines opens no database')) };
+  const { detachedLlmDeps } = await import('../pipeline/stages/llm-recommend.ts');
   const stages = createBuiltinStages({
     models: createModelCatalog(config.modelsDir, { intraOpThreads: 1 }),
     limits: config.limits,
-    llm: { db: noDb, provider: offline, fallbackProvider: offline, onFailure: 'fallback', label: config.llm.promptLabel },
+    llm: detachedLlmDeps(config.llm.promptLabel),
   });
   const catalog = await loadPipelineCatalog(config.pipelinesDir, stages);
   process.stdout.write('Pipelines:\n');

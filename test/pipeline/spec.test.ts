@@ -65,13 +65,11 @@ test('a spec whose name differs from its file name is refused', async () => {
 test('the shipped pipelines load against the built-in stages', async () => {
   const { createBuiltinStages } = await import('../../src/pipeline/stages/index.ts');
   const { createModelCatalog } = await import('../../src/models/catalog.ts');
-  const { createOfflineProvider } = await import('../../src/llm/index.ts');
-  const offline = createOfflineProvider();
-  const noDb = { query: () => Promise.reject(new Error('no database in this test')) };
+  const { detachedLlmDeps } = await import('../../src/pipeline/stages/llm-recommend.ts');
   const stages = createBuiltinStages({
     models: createModelCatalog('models', { intraOpThreads: 1 }),
     limits: { maxPixels: 1e6, maxBytes: 1e6 },
-    llm: { db: noDb, provider: offline, fallbackProvider: offline, onFailure: 'fallback', label: 'production' },
+    llm: detachedLlmDeps('production'),
   });
   const catalog = await loadPipelineCatalog('pipelines', stages);
   assert.deepEqual(catalog.list().map((p) => p.name).sort(), ['image-classify', 'image-treatment']);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ClinicalFeatures, Recommendation, type AbstainReasonCode } from '../../core/report.ts';
 import type { SqlExecutor } from '../../core/ports.ts';
-import { createLlmRecommender, type LlmFailurePolicy, type LlmProvider } from '../../llm/index.ts';
+import { createLlmRecommender, createOfflineProvider, type LlmFailurePolicy, type LlmProvider } from '../../llm/index.ts';
 import { defineStage, type StageContext } from '../stage.ts';
 
 const ClassifyOutput = z.object({ probabilities: z.record(z.string(), z.number()), labels: z.record(z.string(), z.string()).default({}) });
@@ -12,6 +12,16 @@ export interface LlmStageDeps {
   fallbackProvider: LlmProvider;
   onFailure: LlmFailurePolicy;
   label: string;
+}
+
+/**
+ * Dependencies for building the stage registry without a database or network (listing pipelines,
+ * validating specs): the offline rules, and a database that fails loudly if a stage tried to use it.
+ */
+export function detachedLlmDeps(label: string): LlmStageDeps {
+  const offline = createOfflineProvider();
+  const db = { query: () => Promise.reject(new Error('this stage registry was built without a database')) };
+  return { db, provider: offline, fallbackProvider: offline, onFailure: 'fallback', label };
 }
 
 /** Reads an earlier stage's output if the pipeline has that stage and it produced the expected shape. */

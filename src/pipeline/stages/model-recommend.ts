@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { toModelRow } from '../../clinical/features.ts';
 import { decideRecommendation, type ImageEvidence } from '../../clinical/policy.ts';
 import { AppError } from '../../core/errors.ts';
 import { ClinicalFeatures, Recommendation, type ShapExplanation } from '../../core/report.ts';
@@ -12,6 +13,7 @@ const ImageOutput = z.object({
   minProbability: z.number().optional(),
 });
 const QualityOutput = z.object({ problems: z.array(z.string()) });
+const NO_FEATURES: ClinicalFeatures = { values: {}, spans: [], issues: [] };
 
 function earlier<T>(ctx: StageContext<unknown>, stageId: string, schema: z.ZodType<T>, what: string): T {
   if (!ctx.outputs.has(stageId)) {
@@ -56,11 +58,7 @@ export function createModelRecommendStage(deps: { models: ModelCatalog }) {
           if (p === undefined) throw new AppError('PIPELINE_SPEC_INVALID', `${manifest.name} reads image:${key}, which stage "${ctx.params.imageStage}" does not output`);
           return p;
         }
-        if (kind === 'clinical') {
-          const v = clinical?.values[key] ?? null;
-          if (typeof v === 'boolean') return v ? 1 : 0;
-          return typeof v === 'number' && Number.isFinite(v) ? v : null;
-        }
+        if (kind === 'clinical') return toModelRow(clinical ?? NO_FEATURES, [key])[0] ?? null;
         throw new AppError('PIPELINE_SPEC_INVALID', `${manifest.name}: feature source "${f.source}" cannot be filled inside a pipeline`);
       });
 
