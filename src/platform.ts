@@ -13,6 +13,13 @@ import { createRunner, type Runner, type RunnerLog } from './pipeline/runner.ts'
 import { loadPipelineCatalog, type PipelineCatalog } from './pipeline/spec.ts';
 import { createBuiltinStages } from './pipeline/stages/index.ts';
 import type { StageRegistry } from './pipeline/stage.ts';
+import { createTileFanOut, TILE_BATCH_QUEUE, type TileFanOut } from './pipeline/tiles.ts';
+
+/**
+ * A tile batch takes seconds; its worker reports every half of this, and a batch whose worker died is
+ * retried after one missed report (pg-boss's lower bound is 10 s).
+ */
+const TILE_BATCH_HEARTBEAT_SECONDS = 10;
 
 // The composition root shared by the api, worker and cli entry points: the only place (with them) that
 // chooses adapters. Embedded or distributed is decided here by configuration alone (DESIGN.md §3).
@@ -27,6 +34,8 @@ export interface Platform {
   pipelines: PipelineCatalog;
   runner: Runner;
   intake: Intake;
+  /** Whole-slide tile batches; undefined when the platform was opened without a queue. */
+  fanOut: TileFanOut | undefined;
   /** Stops the queue, releases models and closes the database, in that order. */
   close(): Promise<void>;
 }
@@ -46,6 +55,7 @@ export interface OpenOptions {
 /** The queue of a one-shot run: it has no workers, so sending to it is a programming error. */
 const noQueue: JobQueue = {
   async send() { throw new Error('this platform was opened without a queue'); },
+  async sendMany() { throw new Error('this platform was opened without a queue'); },
   async work() { throw new Error('this platform was opened without a queue'); },
   async stop() {},
 };
@@ -57,7 +67,7 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
     const objects = options.objects ?? createFolderStore(config.objectsDir ?? path.join(config.dataDir, 'objects'));
     const queue = options.withQueue === false ? noQueue : await createPgBossQueue(db, {
       // Declared up front: intake enqueues inside its transaction, where a queue cannot be created.
-      queues: [RUN_CASE_QUEUE],
+      queues: [RUN_CASE_QUEUE, { name: TILE_BATCH_QUEUE, exclusive: true, heartbeatSeconds: TILE_BATCH_HEARTBEAT_SECONDS, retryLimit: 3 }],
       ...(options.queueSchema ? { schema: options.queueSchema } : {}),
     });
     const models = createModelCatalog(config.modelsDir, { intraOpThreads: config.onnx.intraOpThreads });
@@ -75,18 +85,21 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
       onFailure: config.llm.onFailure,
       label: config.llm.promptLabel,
     };
-    const stages = createBuiltinStages({ models, limits, llm });
+    const owner = `${process.pid}-${randomUUID().slice(0, 8)}`;
+    const fanOut = options.withQueue === false ? undefined : createTileFanOut({ db, objects, queue, models, owner, waitSeconds: config.worker.waitSeconds });
+    const stages = createBuiltinStages({ models, limits, llm, fanOut });
     const pipelines = await loadPipelineCatalog(config.pipelinesDir, stages);
     const runner = createRunner({
       db, objects, stages, pipelines,
-      owner: `${process.pid}-${randomUUID().slice(0, 8)}`,
+      owner,
       leaseSeconds: config.worker.leaseSeconds,
+      waitSeconds: config.worker.waitSeconds,
       retry: config.retry,
       ...(options.log ? { log: options.log } : {}),
     });
-    const intake = createIntake({ db, objects, queue, pipelines, limits });
+    const intake = createIntake({ db, objects, queue, pipelines, limits: { ...limits, maxSlideBytes: config.limits.maxSlideBytes } });
     return {
-      config, db, objects, queue, models, stages, pipelines, runner, intake,
+      config, db, objects, queue, models, stages, pipelines, runner, intake, fanOut,
       async close() {
         await queue.stop();
         await models.close();

@@ -27,11 +27,13 @@ export const Config = z.object({
   limits: z.object({
     /** Largest upload accepted, in bytes (checked while streaming and before decoding). */
     maxBytes: positiveInt.default(64 * 1024 * 1024),
+    /** Largest whole-slide image accepted, in bytes: slides are streamed to storage and read in place. */
+    maxSlideBytes: positiveInt.default(32 * 1024 * 1024 * 1024),
     /** Largest width × height decoded, checked from the header before any pixel is allocated. */
     maxPixels: positiveInt.default(50_000_000),
     /** Longest a synchronous /v1/predict may take. */
     requestTimeoutMs: positiveInt.default(30_000),
-  }).strict().default({ maxBytes: 64 * 1024 * 1024, maxPixels: 50_000_000, requestTimeoutMs: 30_000 }),
+  }).strict().default({ maxBytes: 64 * 1024 * 1024, maxSlideBytes: 32 * 1024 * 1024 * 1024, maxPixels: 50_000_000, requestTimeoutMs: 30_000 }),
   onnx: z.object({
     intraOpThreads: z.coerce.number().int().min(0).max(256).default(1),
   }).strict().default({ intraOpThreads: 1 }),
@@ -40,7 +42,11 @@ export const Config = z.object({
     concurrency: positiveInt.default(1),
     /** A case lease older than this is considered abandoned by a dead worker. */
     leaseSeconds: positiveInt.default(120),
-  }).strict().default({ enabled: true, concurrency: 1, leaseSeconds: 120 }),
+    /** Tile batches of whole slides scored at once per process (decoding overlaps inference). */
+    tileConcurrency: positiveInt.default(2),
+    /** A slide whose tile batches show no progress for this long is planned again (lost batches re-sent). */
+    waitSeconds: positiveInt.default(600),
+  }).strict().default({ enabled: true, concurrency: 1, leaseSeconds: 120, tileConcurrency: 2, waitSeconds: 600 }),
   llm: z.object({
     /** Base URL of an OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama…); empty = offline rule-based recommendations. */
     baseUrl: z.string().url('must be a URL such as http://127.0.0.1:11434/v1').optional(),

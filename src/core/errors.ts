@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   TRUNCATED_IMAGE: { status: 422, retryable: false, hint: 'The image ends early; re-upload the complete file.' },
   IMAGE_TOO_LARGE: { status: 422, retryable: false, hint: 'Downscale the image or raise DXFLOW_LIMITS_MAX_PIXELS.' },
   FILE_TOO_LARGE: { status: 413, retryable: false, hint: 'Send a smaller file or raise DXFLOW_LIMITS_MAX_BYTES.' },
+  NO_TISSUE: { status: 422, retryable: false, hint: 'No tile of the slide holds enough tissue to score; check that this is the intended slide and that it is not blank or out of focus.' },
+  SLIDE_REQUIRES_ASYNC: { status: 422, retryable: false, hint: 'Whole-slide images are analysed in the background: POST them to /v1/cases and follow the case (progress is on GET /v1/cases/:id).' },
   DICOM_PIXELS_UNSUPPORTED: { status: 422, retryable: false, hint: 'This DICOM transfer syntax or pixel layout is not decoded yet; send uncompressed DICOM or a PNG/JPEG export.' },
   MISSING_FILE: { status: 400, retryable: false, hint: 'Attach the image as a multipart field named "image".' },
   INVALID_METADATA: { status: 400, retryable: false, hint: 'The "metadata" field must be a JSON object.' },

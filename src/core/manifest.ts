@@ -60,6 +60,33 @@ export const OnnxManifest = z.object({
      */
     gradCam: z.object({ head: z.string().min(1), input: z.string().min(1), output: z.string().min(1) }).optional(),
   }).default({}),
+  /**
+   * How the model reads whole-slide images (DESIGN.md §1.1): the physical resolution it was trained at,
+   * the tile side in model pixels, the class whose tile probability is pooled into the slide score, and
+   * the pooling rule. Absent for models that only see whole images.
+   */
+  tiles: z.object({
+    /** µm per pixel of the model's tiles. */
+    mpp: z.number().positive(),
+    /** Tile side in model pixels; the preprocess resize should match it. */
+    size: z.number().int().min(8).max(4096),
+    /** Label code whose probability is the tile score. */
+    scoreClass: z.string().min(1),
+    pooling: z.discriminatedUnion('kind', [
+      z.object({ kind: z.literal('mean') }).strict(),
+      z.object({ kind: z.literal('top-k'), k: z.number().int().positive() }).strict(),
+      /** Attention pooling: `output` is a model output of one attention logit per tile. */
+      z.object({ kind: z.literal('attention'), output: z.string().min(1) }).strict(),
+    ]),
+    /** Tiles with less tissue than this fraction are not scored. */
+    minTissueFraction: z.number().min(0).max(1).default(0.25),
+    /** µm per pixel assumed for slides that do not record their resolution; unset → such slides are refused. */
+    fallbackMpp: z.number().positive().optional(),
+  }).strict().optional(),
+}).superRefine((m, ctx) => {
+  if (m.tiles && !m.outputs.labels.some((l) => l.code === m.tiles?.scoreClass)) {
+    ctx.addIssue({ code: 'custom', path: ['tiles', 'scoreClass'], message: `"${m.tiles.scoreClass}" is not one of the output labels` });
+  }
 });
 export type OnnxManifest = z.infer<typeof OnnxManifest>;
 

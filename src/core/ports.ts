@@ -26,6 +26,11 @@ export interface StoredObject {
 export interface ObjectStore {
   /** Stores bytes under key. Writing the same key twice with the same bytes is a no-op. */
   put(key: string, data: Buffer): Promise<StoredObject>;
+  /**
+   * Stores a stream without holding it in memory (uploads of whole slides). More than maxBytes →
+   * FILE_TOO_LARGE, and nothing is stored; the object appears whole or not at all.
+   */
+  putStream(key: string, source: AsyncIterable<Uint8Array>, options: { maxBytes: number }): Promise<StoredObject>;
   get(key: string): Promise<Buffer>;
   /** Reads bytes [start, end) without loading the whole object. */
   getRange(key: string, start: number, end: number): Promise<Buffer>;
@@ -34,9 +39,21 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
 }
 
+export interface Job {
+  id: string;
+  data: Record<string, unknown>;
+  /** True on the job's last allowed attempt: a failure now is final, not retried. */
+  lastAttempt: boolean;
+}
+
 export interface JobQueue {
   /** Enqueues a job; with tx, inside the caller's transaction so it exists only if the caller commits. */
   send(queue: string, data: Record<string, unknown>, options?: { tx?: SqlExecutor; singletonKey?: string; retryLimit?: number }): Promise<string | null>;
-  work(queue: string, options: { concurrency: number }, handler: (job: { id: string; data: Record<string, unknown> }) => Promise<void>): Promise<void>;
+  /**
+   * Enqueues many jobs in one statement (with tx, inside the caller's transaction). On a queue declared
+   * exclusive, a job whose singletonKey is already queued or running is skipped.
+   */
+  sendMany(queue: string, jobs: readonly { data: Record<string, unknown>; singletonKey?: string }[], options?: { tx?: SqlExecutor }): Promise<void>;
+  work(queue: string, options: { concurrency: number }, handler: (job: Job) => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }

@@ -88,11 +88,17 @@ export type ShapExplanation = z.infer<typeof ShapExplanation>;
 export const Heatmap = z.object({
   model: z.string(),
   label: z.string(),
-  method: z.enum(['cam', 'grad-cam']),
+  /** cam and grad-cam: class activation maps of an image; tile-scores: one cell per scored slide tile. */
+  method: z.enum(['cam', 'grad-cam', 'tile-scores']),
   /** Object-store key of the PNG overlay. */
   objectKey: z.string(),
   width: z.number().int().positive(),
   height: z.number().int().positive(),
+  /**
+   * Slides only: the level-0 rectangle the PNG covers, anchored at the slide's top-left corner (the
+   * tile grid; strips narrower than a tile at the right and bottom are outside it).
+   */
+  slideRegion: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }).optional(),
 });
 export type Heatmap = z.infer<typeof Heatmap>;
 

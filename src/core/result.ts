@@ -5,7 +5,8 @@ import { Billing, ClinicalFeatures, Heatmap, LlmRecommendation, Recommendation, 
 // The result contract (DESIGN.md §4). These schemas are also the API response allowlists: nothing that
 // is not listed here (PHI from metadata, raw pixels) is ever serialised.
 
-export const MediaType = z.enum(['png', 'jpeg', 'tiff', 'dicom']);
+/** `slide`: a tiled, pyramidal whole-slide TIFF (SVS, BigTIFF), read in place and never decoded whole. */
+export const MediaType = z.enum(['png', 'jpeg', 'tiff', 'dicom', 'slide']);
 export type MediaType = z.infer<typeof MediaType>;
 
 export const MEDIA_MIME: Record<MediaType, string> = {
@@ -13,6 +14,7 @@ export const MEDIA_MIME: Record<MediaType, string> = {
   jpeg: 'image/jpeg',
   tiff: 'image/tiff',
   dicom: 'application/dicom',
+  slide: 'image/tiff',
 };
 
 export const InputRecord = z.object({
@@ -67,6 +69,16 @@ export const NoteRecord = z.object({
 });
 export type NoteRecord = z.infer<typeof NoteRecord>;
 
+/** Work of a fanned-out stage: tiles scored so far out of all tiles planned. */
+export const StageProgress = z.object({
+  stage: z.string(),
+  tilesDone: z.number().int().nonnegative(),
+  tilesTotal: z.number().int().nonnegative(),
+  batchesDone: z.number().int().nonnegative(),
+  batchesTotal: z.number().int().nonnegative(),
+});
+export type StageProgress = z.infer<typeof StageProgress>;
+
 export const CaseResult = z.object({
   id: z.string(),
   pipeline: z.string(),
@@ -80,6 +92,7 @@ export const CaseResult = z.object({
   findings: z.array(Finding),
   models: z.array(ModelRef),
   timings: z.array(StageTiming),
+  progress: z.array(StageProgress),
   clinical: ClinicalFeatures.nullable(),
   recommendation: Recommendation.nullable(),
   explanations: z.object({ shap: z.array(ShapExplanation), heatmaps: z.array(Heatmap) }),

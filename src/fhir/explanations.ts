@@ -68,6 +68,7 @@ function margin(value: number): Quantity {
 const HEATMAP_METHOD: Readonly<Record<Heatmap['method'], string>> = {
   cam: 'Class activation map (CAM)',
   'grad-cam': 'Gradient-weighted class activation map (Grad-CAM)',
+  'tile-scores': 'Whole-slide tile score map',
 };
 
 export interface HeatmapContext {

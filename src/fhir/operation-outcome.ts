@@ -16,6 +16,8 @@ const ISSUE_TYPE: Readonly<Record<ErrorCode, IssueType>> = {
   EMPTY_FILE: 'required', // the image content is required and absent
   CORRUPT_IMAGE: 'invalid',
   TRUNCATED_IMAGE: 'invalid',
+  NO_TISSUE: 'business-rule', // the slide is valid but holds nothing the model may score
+  SLIDE_REQUIRES_ASYNC: 'not-supported', // the synchronous endpoint does not take whole slides
   IMAGE_TOO_LARGE: 'too-costly', // "stopped to protect server resources": decoding would exceed the pixel limit
   FILE_TOO_LARGE: 'too-long', // "provided content is too long (typically, this is a denial of service protection)"
   DICOM_PIXELS_UNSUPPORTED: 'not-supported',

@@ -25,6 +25,7 @@ export function readImageHeader(bytes: Uint8Array, mediaType: MediaType): ImageH
     case 'jpeg':
       return readJpegHeader(bytes);
     case 'tiff':
+    case 'slide':
       return readTiffHeader(bytes);
     case 'dicom':
       return readDicomHeader(bytes);

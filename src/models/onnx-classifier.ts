@@ -3,7 +3,7 @@ import { AppError } from '../core/errors.ts';
 import type { OnnxManifest } from '../core/manifest.ts';
 import type { ModelRef } from '../core/result.ts';
 import { readVerifiedArtifact, requireKind, type LoadedManifest } from './manifest.ts';
-import { toInputTensor, type RgbImage } from './preprocess.ts';
+import { packBatch, toInputTensor, type RgbImage } from './preprocess.ts';
 
 export interface ClassProbability {
   code: string;
@@ -25,6 +25,11 @@ export interface ImageClassifier {
   classify(image: RgbImage): Promise<ClassProbability[]>;
   /** Classifies and also returns the manifest's feature map (for class activation maps). */
   classifyWithFeatureMap(image: RgbImage): Promise<{ classes: ClassProbability[]; featureMap: FeatureMap }>;
+  /**
+   * Classifies a batch of tiles in one session.run: per tile, the probability of every label (row-major,
+   * tiles × labels) and, when asked for, one value per tile of another output (attention logits).
+   */
+  classifyBatch(images: readonly RgbImage[], extraOutput?: string): Promise<{ probabilities: Float32Array; extra: Float32Array | undefined }>;
   close(): Promise<void>;
 }
 
@@ -103,6 +108,39 @@ export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxO
       }
       const [, c, h, w] = features.dims as [number, number, number, number];
       return { classes, featureMap: { data: features.data as Float32Array, dims: [c, h, w] } };
+    },
+    async classifyBatch(images, extraOutput) {
+      if (images.length === 0) return { probabilities: new Float32Array(0), extra: extraOutput ? new Float32Array(0) : undefined };
+      if (extraOutput && !session.outputNames.includes(extraOutput)) {
+        throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: output "${extraOutput}" is not in the model (it has ${session.outputNames.join(', ')})`);
+      }
+      const { data, dims } = await packBatch(images, manifest.inputs.preprocess);
+      let results: ort.InferenceSession.OnnxValueMapType;
+      try {
+        results = await session.run({ [manifest.inputs.name]: new ort.Tensor('float32', data, dims) }, extraOutput ? [manifest.outputs.name, extraOutput] : [manifest.outputs.name]);
+      } catch (e) {
+        throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: ${(e as Error).message}`, { cause: e });
+      }
+      const output = results[manifest.outputs.name];
+      const k = labels.length;
+      if (!output || output.type !== 'float32' || output.data.length !== k * images.length) {
+        throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: output "${manifest.outputs.name}" has ${output?.data.length ?? 0} values for ${images.length} tiles × ${k} labels`);
+      }
+      const raw = output.data as Float32Array;
+      const probabilities = new Float32Array(raw.length);
+      for (let n = 0; n < images.length; n++) {
+        const row = activate(raw.subarray(n * k, (n + 1) * k), manifest.outputs.activation);
+        for (let j = 0; j < k; j++) probabilities[n * k + j] = Math.min(1, Math.max(0, row[j] ?? 0));
+      }
+      let extra: Float32Array | undefined;
+      if (extraOutput) {
+        const values = results[extraOutput];
+        if (!values || values.type !== 'float32' || values.data.length !== images.length) {
+          throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: output "${extraOutput}" must hold one float per tile; it has ${values?.data.length ?? 0} for ${images.length} tiles`);
+        }
+        extra = Float32Array.from(values.data as Float32Array);
+      }
+      return { probabilities, extra };
     },
     async close() {
       await session.release();

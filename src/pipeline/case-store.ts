@@ -1,6 +1,7 @@
 import type { ReportParts } from '../core/report.ts';
 import type { CaseError, CaseResult, CaseStatus, Finding, InputRecord, ModelRef, NoteRecord, StageTiming } from '../core/result.ts';
 import type { Database, SqlExecutor } from '../core/ports.ts';
+import { readTileProgress } from './tile-store.ts';
 
 // All SQL about cases lives here (one module, like pg-boss keeps its SQL together). Functions take the
 // executor they should run on, so callers can join them into one transaction.
@@ -102,11 +103,38 @@ export async function acquireLease(db: SqlExecutor, id: string, owner: string, l
         SET status = 'running', lease_owner = $2, lease_until = now() + make_interval(secs => $3),
             attempts = attempts + 1, updated_at = now()
       WHERE id = $1 AND status IN ('queued', 'running')
-        AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+        AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2 OR lease_owner IS NULL)
       RETURNING *`,
     [id, owner, leaseSeconds],
   );
   return rows[0];
+}
+
+/**
+ * A case whose stage waits for fanned-out work (tile batches): nobody holds it (lease_owner NULL), and
+ * lease_until is the deadline by which that work must show progress; each counted batch pushes it on
+ * (extendWait). Anyone may take a waiting case (the last batch's job does); the sweeper takes it only
+ * once the deadline passes, i.e. when the fanned-out work stalled.
+ */
+export async function markWaiting(db: SqlExecutor, id: string, owner: string, waitSeconds: number): Promise<void> {
+  await db.query(
+    `UPDATE dxflow_case SET lease_owner = NULL, lease_until = now() + make_interval(secs => $3), updated_at = now()
+      WHERE id = $1 AND lease_owner = $2 AND status = 'running'`,
+    [id, owner, waitSeconds],
+  );
+}
+
+export async function extendWait(tx: SqlExecutor, id: string, waitSeconds: number): Promise<void> {
+  await tx.query(
+    `UPDATE dxflow_case SET lease_until = now() + make_interval(secs => $2), updated_at = now()
+      WHERE id = $1 AND lease_owner IS NULL AND status = 'running'`,
+    [id, waitSeconds],
+  );
+}
+
+export async function readCaseStatus(db: SqlExecutor, id: string): Promise<CaseStatus | undefined> {
+  const [row] = await db.query<{ status: CaseStatus }>(`SELECT status FROM dxflow_case WHERE id = $1`, [id]);
+  return row?.status;
 }
 
 export async function renewLease(db: SqlExecutor, id: string, owner: string, leaseSeconds: number): Promise<void> {
@@ -261,6 +289,7 @@ export async function readCase(db: SqlExecutor, id: string): Promise<CaseResult 
     findings,
     models: [...models.values()],
     timings,
+    progress: await readTileProgress(db, id),
     ...mergeReportParts(stages.filter((s) => s.status === 'succeeded').map((s) => s.output?.report ?? {})),
     error: row.error_code
       ? { code: row.error_code, message: row.error_message ?? '', hint: row.error_hint ?? '', stage: row.error_stage }

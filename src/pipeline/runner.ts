@@ -7,6 +7,7 @@ import {
   acquireLease,
   loadCheckpoints,
   markSucceeded,
+  markWaiting,
   readCase,
   readInput,
   readNoteRecord,
@@ -16,7 +17,8 @@ import {
   type StoredStageOutput,
 } from './case-store.ts';
 import type { PipelineCatalog } from './spec.ts';
-import type { StageRegistry, StageResult } from './stage.ts';
+import { isStageWait, type StageRegistry, type StageResult, type StageWait } from './stage.ts';
+import { fromObjectStore } from '../imaging/wsi/byte-source.ts';
 
 export interface RunnerLog {
   info(obj: Record<string, unknown>, msg: string): void;
@@ -31,12 +33,16 @@ export interface RunnerDeps {
   /** Identifies this process/worker in case leases. */
   owner: string;
   leaseSeconds: number;
+  /** How long a case waiting for fanned-out work may go without progress before it is run again. */
+  waitSeconds: number;
   retry: { attempts: number; backoffMs: number };
   log?: RunnerLog;
 }
 
 export type RunOutcome =
   | { kind: 'finished'; result: CaseResult }
+  /** A stage handed work to other workers; the case runs again when that work is done. */
+  | { kind: 'waiting'; stage: string; reason: string }
   /** Another live worker holds the case; the caller should let it finish. */
   | { kind: 'busy' };
 
@@ -84,6 +90,7 @@ export function createRunner(deps: RunnerDeps) {
       const note = await readNoteRecord(db, caseId);
       let noteBytes: Promise<Buffer> | undefined = options.noteBytes ? Promise.resolve(options.noteBytes) : undefined;
       const readNote = async () => (note ? (noteBytes ??= objects.get(note.objectKey)) : undefined);
+      const inputSource = () => fromObjectStore(objects, input.objectKey, input.bytes);
       const putObject = async (name: string, data: Buffer) => (await objects.put(`cases/${caseId}/${name}`, data)).key;
 
       for (const [seq, stageSpec] of spec.stages.entries()) {
@@ -99,11 +106,11 @@ export function createRunner(deps: RunnerDeps) {
         const backoffMs = stageSpec.retry?.backoffMs ?? deps.retry.backoffMs;
         failedAt = { stage: stageSpec.id, uses: stageSpec.uses, seq, attempts: 0, startedAt: new Date(), t0: performance.now() };
 
-        let result: StageResult<unknown> | undefined;
+        let result: StageResult<unknown> | StageWait | undefined;
         for (let attempt = 1; ; attempt++) {
           failedAt.attempts = attempt;
           try {
-            result = await def.run({ caseId, pipeline: spec.name, stageId: stageSpec.id, input: input as InputRecord, params, outputs, readInput: readInputBytes, note, readNote, putObject, signal });
+            result = await def.run({ caseId, pipeline: spec.name, stageId: stageSpec.id, seq, input: input as InputRecord, params, outputs, readInput: readInputBytes, inputSource, note, readNote, putObject, signal });
             break;
           } catch (e) {
             const err = toAppError(e);
@@ -112,6 +119,11 @@ export function createRunner(deps: RunnerDeps) {
             if (err.code === 'STORAGE_UNAVAILABLE') inputBytes = undefined;
             await sleep(backoffMs * 2 ** (attempt - 1), signal);
           }
+        }
+        if (isStageWait(result)) {
+          await markWaiting(db, caseId, owner, deps.waitSeconds);
+          deps.log?.info({ caseId, stage: stageSpec.id, reason: result.wait.reason }, 'stage waits for fanned-out work');
+          return { kind: 'waiting', stage: stageSpec.id, reason: result.wait.reason };
         }
         const checked = def.output.safeParse(result.data);
         if (!checked.success) {

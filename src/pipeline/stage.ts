@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { ReportParts } from '../core/report.ts';
 import type { Finding, InputRecord, ModelRef, NoteRecord } from '../core/result.ts';
+import type { ByteSource } from '../imaging/wsi/byte-source.ts';
 
 // A stage is `(input, ctx) => output` with zod-typed params and output (DESIGN.md §2). It knows nothing of
 // HTTP, queues or SQL: the runner owns retries, checkpoints, timing and the error path.
@@ -10,6 +11,8 @@ export interface StageContext<P> {
   /** The pipeline's name. */
   pipeline: string;
   stageId: string;
+  /** The stage's position in the pipeline (0-based). */
+  seq: number;
   input: InputRecord;
   /** The stage's `with:` block, already validated against its params schema. */
   params: P;
@@ -17,6 +20,8 @@ export interface StageContext<P> {
   outputs: ReadonlyMap<string, unknown>;
   /** Raw bytes of the case input (read once per run, shared by stages). */
   readInput(): Promise<Buffer>;
+  /** The case input read by byte ranges, never whole: for whole-slide images of many gigabytes. */
+  inputSource(): ByteSource;
   /** The clinical note, if the case has one (read once per run). */
   note: NoteRecord | undefined;
   readNote(): Promise<Buffer | undefined>;
@@ -33,13 +38,26 @@ export interface StageResult<O> {
   report?: ReportParts;
 }
 
+/**
+ * A stage that handed its work to other workers (tile batches) returns this instead of a result: the
+ * runner releases the case without a checkpoint, and the job that completes the work runs the case
+ * again, when the stage finds its work done and returns its result.
+ */
+export interface StageWait {
+  wait: { reason: string };
+}
+
+export function isStageWait(r: StageResult<unknown> | StageWait): r is StageWait {
+  return 'wait' in r;
+}
+
 export interface StageDefinition<P = unknown, O = unknown> {
   /** The name pipeline specs use in `uses:`. */
   name: string;
   description: string;
   params: z.ZodType<P>;
   output: z.ZodType<O>;
-  run(ctx: StageContext<P>): Promise<StageResult<O>>;
+  run(ctx: StageContext<P>): Promise<StageResult<O> | StageWait>;
 }
 
 /** Helper that keeps P and O inferred from the schemas at the definition site. */
@@ -48,7 +66,7 @@ export function defineStage<PS extends z.ZodType, OS extends z.ZodType>(def: {
   description: string;
   params: PS;
   output: OS;
-  run(ctx: StageContext<z.infer<PS>>): Promise<StageResult<z.infer<OS>>>;
+  run(ctx: StageContext<z.infer<PS>>): Promise<StageResult<z.infer<OS>> | StageWait>;
 }): StageDefinition<z.infer<PS>, z.infer<OS>> {
   return def as StageDefinition<z.infer<PS>, z.infer<OS>>;
 }

@@ -2,9 +2,11 @@ import { z } from 'zod';
 import { releaseAllLeases, listAbandoned } from '../pipeline/case-store.ts';
 import { RUN_CASE_QUEUE } from '../pipeline/intake.ts';
 import type { Platform } from '../platform.ts';
+import { TILE_BATCH_QUEUE } from '../pipeline/tiles.ts';
 
 // Job payloads carry ids only — never PHI, never pixels (DESIGN.md §2).
 const RunCaseJob = z.object({ caseId: z.string().uuid() });
+const TileBatchJob = z.object({ caseId: z.string().uuid(), stage: z.string().min(1), batch: z.number().int().nonnegative() });
 
 export interface WorkerLog {
   info(obj: Record<string, unknown>, msg: string): void;
@@ -44,8 +46,22 @@ export async function startCaseWorker(platform: Platform, log: WorkerLog): Promi
       log.info({ caseId }, 'case is held by another live worker; leaving it');
       return;
     }
+    if (outcome.kind === 'waiting') return;
     log.info({ caseId, status: outcome.result.status, ms: Math.round(performance.now() - t0) }, 'case finished');
   });
+
+  if (platform.fanOut) {
+    const { fanOut } = platform;
+    await queue.work(TILE_BATCH_QUEUE, { concurrency: config.worker.tileConcurrency }, async (job) => {
+      const batch = TileBatchJob.parse(job.data);
+      try {
+        await fanOut.runBatch(batch, { lastAttempt: job.lastAttempt });
+      } catch (e) {
+        log.warn({ caseId: batch.caseId, stage: batch.stage, batch: batch.batch, err: String(e) }, 'tile batch failed');
+        throw e;
+      }
+    });
+  }
 
   return {
     async stop() {

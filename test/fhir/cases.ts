@@ -60,6 +60,8 @@ export function succeededCase(): CaseResult {
       { stage: 'classify', uses: 'model.classify', status: 'succeeded', attempts: 1, durationMs: 13.7, startedAt: '2025-03-14T09:26:54.205Z', finishedAt: '2025-03-14T09:26:54.219Z' },
     ],
     note: null,
+    progress: [],
+
     clinical: null,
     recommendation: null,
     explanations: { shap: [], heatmaps: [] },
@@ -89,6 +91,8 @@ export function failedCase(): CaseResult {
     models: [],
     timings: [{ stage: 'validate', uses: 'image.validate', status: 'failed', attempts: 1, durationMs: 1.1, startedAt: '2025-03-14T10:01:07.400Z', finishedAt: '2025-03-14T10:01:07.401Z' }],
     note: null,
+    progress: [],
+
     clinical: null,
     recommendation: null,
     explanations: { shap: [], heatmaps: [] },
@@ -132,6 +136,8 @@ export function twoModelCase(): CaseResult {
       { stage: 'risk', uses: 'model.xgboost', status: 'succeeded', attempts: 1, durationMs: 2.5, startedAt: '2025-03-15T07:04:31.000Z', finishedAt: '2025-03-15T07:04:31.003Z' },
     ],
     note: null,
+    progress: [],
+
     clinical: null,
     recommendation: null,
     explanations: { shap: [], heatmaps: [] },
@@ -211,6 +217,8 @@ export function recommendedCase(): CaseResult {
     ],
     models: [IMAGE_CLASSIFIER, TREATMENT_RECOMMENDER],
     timings: treatmentTimings('2025-04-02'),
+    progress: [],
+
     clinical: {
       values: { age: 67, sex: 'male', psa: 12.4, grade_group: 3, t_stage: 2.2, pct_positive_cores: 41.7, prior_treatment: false },
       spans: [
@@ -322,6 +330,8 @@ export function abstainedCase(): CaseResult {
     ],
     models: [IMAGE_CLASSIFIER, TREATMENT_RECOMMENDER],
     timings: treatmentTimings('2025-04-03'),
+    progress: [],
+
     clinical: {
       values: { age: 71, sex: 'male', psa: null, grade_group: 2, t_stage: 1.3, pct_positive_cores: 25, prior_treatment: false },
       spans: [{ feature: 'age', start: 0, end: 28, text: `${PLANTED_PATIENT_NAME}, 71 years`, source: 'note' }],

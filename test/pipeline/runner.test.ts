@@ -46,7 +46,7 @@ function harness(platform: Platform, script: Script, owner = 'owner-a') {
     ],
   }, 'scripted.yaml', stages);
   const pipelines: PipelineCatalog = { get: () => spec, list: () => [spec] };
-  const runner = createRunner({ db: platform.db, objects: platform.objects, stages, pipelines, owner, leaseSeconds: 60, retry: { attempts: 3, backoffMs: 1 } });
+  const runner = createRunner({ db: platform.db, objects: platform.objects, stages, pipelines, owner, waitSeconds: 600, leaseSeconds: 60, retry: { attempts: 3, backoffMs: 1 } });
   return { runner, spec };
 }
 

@@ -349,6 +349,14 @@ outputs:
 confidence: {{ minProbability: 0.6 }}
 explanation:
   cam: {{ weights: head.json }} # global average pooling + linear head: CAM from the feature map
+tiles:
+  # Whole slides are cut into 96-pixel tiles at 1.0 µm per pixel (the field the synthetic patches
+  # represent); the slide score is the mean of the 8 highest tile probabilities of tumour-pattern.
+  mpp: 1.0
+  size: 96
+  scoreClass: tumour-pattern
+  pooling: {{ kind: top-k, k: 8 }}
+  minTissueFraction: 0.25
 intendedUse: Demonstration of the dxflow pipeline only. Not a medical device; not for clinical use.
 trainingData: {json.dumps(training)}
 metrics: {{ accuracy: {metrics["accuracy"]}, auc: {metrics["auc"]}, testImages: {metrics["testImages"]} }}

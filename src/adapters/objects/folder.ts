@@ -68,6 +68,38 @@ async function syncFolder(path: string): Promise<void> {
   }
 }
 
+/**
+ * Writes a hidden temporary file beside path, flushes it and renames it over path, so readers and a
+ * crash see the old object or the new one; the temporary file is removed when writing fails.
+ */
+async function writeAtomically(path: string, write: (file: FileHandle) => Promise<unknown>): Promise<void> {
+  const folder = dirname(path);
+  await mkdir(folder, { recursive: true, mode: 0o700 });
+  const temporary = join(folder, `.${randomBytes(8).toString('hex')}.tmp`);
+  try {
+    // Objects hold patient data: readable by this user only.
+    const file = await open(temporary, 'wx', 0o600);
+    try {
+      await write(file);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+  } catch (e) {
+    await unlink(temporary).catch(() => undefined);
+    throw e;
+  }
+  await syncFolder(folder);
+}
+
+function putError(e: unknown, key: string): unknown {
+  if (errnoOf(e) === 'ENOTDIR' || errnoOf(e) === 'EISDIR' || errnoOf(e) === 'EEXIST') {
+    return new AppError('INVALID_REQUEST', `Object key ${key} clashes with an existing object or folder: one key cannot be both an object and a prefix of another.`, { cause: e });
+  }
+  return storageError(e, 'store', key);
+}
+
 export function createFolderStore(root: string): ObjectStore {
   const base = resolve(root);
 
@@ -99,30 +131,31 @@ export function createFolderStore(root: string): ObjectStore {
       try {
         // The same bytes again (a retried upload, a re-run stage) leave the file, and its mtime, alone.
         if ((await sizeOf(path)) === data.length && (await sha256OfFile(path)) === sha256) return stored;
-        const folder = dirname(path);
-        await mkdir(folder, { recursive: true, mode: 0o700 });
-        const temporary = join(folder, `.${randomBytes(8).toString('hex')}.tmp`);
-        try {
-          // Objects hold patient data: readable by this user only.
-          const file = await open(temporary, 'wx', 0o600);
-          try {
-            await file.writeFile(data);
-            await file.sync();
-          } finally {
-            await file.close();
-          }
-          await rename(temporary, path);
-        } catch (e) {
-          await unlink(temporary).catch(() => undefined);
-          throw e;
-        }
-        await syncFolder(folder);
+        await writeAtomically(path, (file) => file.writeFile(data));
         return stored;
       } catch (e) {
-        if (errnoOf(e) === 'ENOTDIR' || errnoOf(e) === 'EISDIR' || errnoOf(e) === 'EEXIST') {
-          throw new AppError('INVALID_REQUEST', `Object key ${key} clashes with an existing object or folder: one key cannot be both an object and a prefix of another.`, { cause: e });
-        }
-        throw storageError(e, 'store', key);
+        throw putError(e, key);
+      }
+    },
+
+    async putStream(key: string, source: AsyncIterable<Uint8Array>, options: { maxBytes: number }): Promise<StoredObject> {
+      const path = pathOf(key);
+      const hash = createHash('sha256');
+      let bytes = 0;
+      try {
+        await writeAtomically(path, async (file) => {
+          for await (const chunk of source) {
+            bytes += chunk.length;
+            if (bytes > options.maxBytes) {
+              throw new AppError('FILE_TOO_LARGE', `The upload is larger than ${options.maxBytes} bytes, the limit for this kind of file`);
+            }
+            hash.update(chunk);
+            await file.write(chunk);
+          }
+        });
+        return { key, sha256: hash.digest('hex'), bytes };
+      } catch (e) {
+        throw putError(e, key);
       }
     },
 

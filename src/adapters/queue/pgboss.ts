@@ -1,4 +1,4 @@
-import { PgBoss, type Db, type JobResult, type QueueOptions } from 'pg-boss';
+import { PgBoss, type Db, type JobResult, type JobWithMetadata, type QueueOptions } from 'pg-boss';
 import { AppError } from '../../core/errors.ts';
 import type { JobQueue, SqlExecutor } from '../../core/ports.ts';
 import type { SqlDatabase, SqlSession } from '../db/sql-database.ts';
@@ -18,7 +18,7 @@ export interface PgBossQueueOptions {
    * transaction cannot create one (that needs the database outside the transaction), so queues sent
    * to inside transactions must be listed here or used once before.
    */
-  queues?: readonly string[];
+  queues?: readonly (string | QueueDeclaration)[];
   /** Retry policy of the queues created here; a send's own retryLimit wins. */
   retry?: { limit?: number; delaySeconds?: number; backoff?: boolean };
   /** How long stop() waits for handlers in flight; their jobs are then failed, to be retried. */
@@ -27,10 +27,23 @@ export interface PgBossQueueOptions {
   onError?: (error: Error) => void;
 }
 
+/** A queue with its own policy: exclusive queues hold one queued-or-running job per singletonKey. */
+export interface QueueDeclaration {
+  name: string;
+  exclusive?: boolean;
+  /**
+   * A running job must report every this many seconds (pg-boss does it while the handler runs); a job
+   * whose worker died is retried once a report is missed, instead of after the 15-minute expiry.
+   */
+  heartbeatSeconds?: number;
+  retryLimit?: number;
+}
+
 export type PgBossQueue = JobQueue & { boss: PgBoss };
 
 const DEFAULT_POLLING_INTERVAL_SECONDS = 0.5;
 const DEFAULT_STOP_TIMEOUT_MS = 30_000;
+const SUPERVISE_SECONDS = 10;
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
 function hasExecRows(executor: SqlExecutor): executor is SqlSession {
@@ -74,6 +87,10 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
     // dxflow schedules nothing; the cron monitor would only add background statements, which on the
     // embedded database queue up behind requests on its single connection.
     schedule: false,
+    // Jobs whose worker died (a missed heartbeat) are found on the monitor pass; every 10 s instead of
+    // pg-boss's 60 s, so a lost tile batch is retried within seconds of its heartbeat lapsing.
+    superviseIntervalSeconds: SUPERVISE_SECONDS,
+    monitorIntervalSeconds: SUPERVISE_SECONDS,
   });
   // An EventEmitter 'error' without a listener would crash the process.
   boss.on('error', (error) => options.onError?.(error));
@@ -82,12 +99,20 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
   const ready = new Set<string>();
   let creating = Promise.resolve();
 
-  function ensureQueue(name: string): Promise<void> {
+  function ensureQueue(name: string, declared?: QueueDeclaration): Promise<void> {
     // One at a time: pg-boss creates a queue under an advisory lock, and concurrent first uses of one
     // name would only repeat the work.
     const step = creating.then(async () => {
       if (ready.has(name)) return;
-      await boss.createQueue(name, queueOptions);
+      const own = {
+        ...queueOptions,
+        ...(declared?.exclusive ? { policy: 'exclusive' as const } : {}),
+        ...(declared?.heartbeatSeconds === undefined ? {} : { heartbeatSeconds: declared.heartbeatSeconds }),
+        ...(declared?.retryLimit === undefined ? {} : { retryLimit: declared.retryLimit }),
+      };
+      // createQueue leaves an existing queue's policy alone; its other options follow the declaration.
+      if (await boss.getQueue(name)) await boss.updateQueue(name, own);
+      else await boss.createQueue(name, own);
       // createQueue drops the queue from pg-boss's in-memory queue cache, and the next send would
       // reload it through the database outside any transaction — which a send inside a transaction
       // must not do (PGlite has one connection). Any lookup by queue name refills the cache now.
@@ -99,7 +124,7 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
   }
 
   try {
-    for (const name of options.queues ?? []) await ensureQueue(name);
+    for (const q of options.queues ?? []) await (typeof q === 'string' ? ensureQueue(q) : ensureQueue(q.name, q));
   } catch (e) {
     await boss.stop({ graceful: false, close: false });
     throw e;
@@ -123,6 +148,16 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
       });
     },
 
+    async sendMany(queue, jobs, sendOptions = {}) {
+      if (jobs.length === 0) return;
+      const { tx } = sendOptions;
+      if (tx !== undefined && !ready.has(queue)) {
+        throw new AppError('INTERNAL', `Queue "${queue}" does not exist yet and cannot be created inside a transaction; list it in the queue options ("queues") so it is created at start.`);
+      }
+      await ensureQueue(queue);
+      await boss.insert(queue, jobs.map((j) => ({ data: j.data, ...(j.singletonKey === undefined ? {} : { singletonKey: j.singletonKey }) })), tx === undefined ? {} : { db: seamOver(tx) });
+    },
+
     async work(queue, { concurrency }, handler) {
       if (!Number.isInteger(concurrency) || concurrency < 1) {
         throw new AppError('INTERNAL', `Worker concurrency for queue "${queue}" must be a positive integer, got ${concurrency}.`);
@@ -132,10 +167,10 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
         queue,
         // localConcurrency workers, each holding one job at a time; per-job results so that a failure
         // can be marked as final instead of retried.
-        { localConcurrency: concurrency, batchSize: 1, pollingIntervalSeconds, perJobResults: true },
+        { localConcurrency: concurrency, batchSize: 1, pollingIntervalSeconds, perJobResults: true, includeMetadata: true },
         async (jobs): Promise<JobResult[]> => Promise.all(jobs.map(async (job): Promise<JobResult> => {
           try {
-            await handler({ id: job.id, data: job.data ?? {} });
+            await handler({ id: job.id, data: job.data ?? {}, lastAttempt: job.retryCount >= (job as JobWithMetadata).retryLimit });
             return { id: job.id, status: 'completed' };
           } catch (e) {
             // A failure known to be permanent (an AppError that is not retryable, e.g. a corrupt image)

@@ -9,11 +9,15 @@ import type { ImageLimits } from './decode-input.ts';
 import { createImageValidateStage } from './image-validate.ts';
 import { createModelClassifyStage } from './model-classify.ts';
 import { utilDelayStage } from './util-delay.ts';
+import { createSlideTilesStage } from './slide-tiles.ts';
+import type { TileFanOut } from '../tiles.ts';
 
 export interface StageDeps {
   models: ModelCatalog;
   limits: ImageLimits;
   llm: LlmStageDeps;
+  /** Tile-batch fan-out; absent where no queue runs (listing, one-shot runs), where slide stages refuse. */
+  fanOut?: TileFanOut | undefined;
 }
 
 /** Every built-in stage, wired with its dependencies. Pipelines refer to them by name in `uses:`. */
@@ -26,6 +30,7 @@ export function createBuiltinStages(deps: StageDeps): StageRegistry {
     createModelRecommendStage(deps),
     createLlmRecommendStage(deps.llm),
     billingSuggestStage,
+    createSlideTilesStage({ models: deps.models, fanOut: deps.fanOut }),
     utilDelayStage,
   ]);
 }

@@ -42,7 +42,7 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
       const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
       const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: false });
       const outcome = await runner.run(caseId, { inputBytes: upload.bytes, ...(upload.note ? { noteBytes: upload.note } : {}) });
-      if (outcome.kind === 'busy') throw new AppError('INTERNAL', `Case ${caseId} was taken by another worker`);
+      if (outcome.kind !== 'finished') throw new AppError('INTERNAL', `Case ${caseId} did not finish in the request (${outcome.kind})`);
       const result = outcome.result;
       if (result.status === 'failed' && result.error) {
         const err = new AppError(result.error.code as ConstructorParameters<typeof AppError>[0], result.error.message);
