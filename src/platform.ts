@@ -56,6 +56,7 @@ export interface OpenOptions {
 const noQueue: JobQueue = {
   async send() { throw new Error('this platform was opened without a queue'); },
   async sendMany() { throw new Error('this platform was opened without a queue'); },
+  async releaseActive() { return 0; },
   async work() { throw new Error('this platform was opened without a queue'); },
   async stop() {},
 };

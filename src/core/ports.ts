@@ -55,5 +55,10 @@ export interface JobQueue {
    */
   sendMany(queue: string, jobs: readonly { data: Record<string, unknown>; singletonKey?: string }[], options?: { tx?: SqlExecutor }): Promise<void>;
   work(queue: string, options: { concurrency: number }, handler: (job: Job) => Promise<void>): Promise<void>;
+  /**
+   * Embedded start only, when no other process can be working: jobs a dead process left active are
+   * failed now (to be retried), instead of when their heartbeat or expiry lapses. Returns how many.
+   */
+  releaseActive(queue: string): Promise<number>;
   stop(): Promise<void>;
 }

@@ -26,6 +26,10 @@ export async function startCaseWorker(platform: Platform, log: WorkerLog): Promi
     // with the previous process: release them and re-enqueue, instead of waiting for the lease to expire.
     const released = await releaseAllLeases(db);
     if (released > 0) log.warn({ cases: released }, 'resuming cases left unfinished by the previous run');
+    for (const name of [RUN_CASE_QUEUE, TILE_BATCH_QUEUE]) {
+      const jobs = await queue.releaseActive(name);
+      if (jobs > 0) log.warn({ queue: name, jobs }, 'jobs of the previous run go back to the queue');
+    }
   }
   const requeue = async (includeQueued: boolean) => {
     for (const caseId of await listAbandoned(db, { includeQueued })) {

@@ -110,9 +110,13 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
         ...(declared?.heartbeatSeconds === undefined ? {} : { heartbeatSeconds: declared.heartbeatSeconds }),
         ...(declared?.retryLimit === undefined ? {} : { retryLimit: declared.retryLimit }),
       };
-      // createQueue leaves an existing queue's policy alone; its other options follow the declaration.
-      if (await boss.getQueue(name)) await boss.updateQueue(name, own);
-      else await boss.createQueue(name, own);
+      if (!(await boss.getQueue(name))) {
+        await boss.createQueue(name, own);
+      } else {
+        // A queue's policy is fixed when it is created; its other options follow the declaration.
+        const { policy: _policy, ...changeable } = own as typeof own & { policy?: string };
+        if (Object.keys(changeable).length > 0) await boss.updateQueue(name, changeable);
+      }
       // createQueue drops the queue from pg-boss's in-memory queue cache, and the next send would
       // reload it through the database outside any transaction — which a send inside a transaction
       // must not do (PGlite has one connection). Any lookup by queue name refills the cache now.
@@ -156,6 +160,13 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
       }
       await ensureQueue(queue);
       await boss.insert(queue, jobs.map((j) => ({ data: j.data, ...(j.singletonKey === undefined ? {} : { singletonKey: j.singletonKey }) })), tx === undefined ? {} : { db: seamOver(tx) });
+    },
+
+    async releaseActive(queue) {
+      await ensureQueue(queue);
+      const active = (await boss.findJobs(queue)).filter((j) => j.state === 'active');
+      if (active.length > 0) await boss.fail(queue, active.map((j) => j.id), { reason: 'the process running it stopped' });
+      return active.length;
     },
 
     async work(queue, { concurrency }, handler) {

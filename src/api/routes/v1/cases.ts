@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../../core/errors.ts';
 import { CaseResult } from '../../../core/result.ts';
 import { toFhirBundle } from '../../../fhir/bundle.ts';
 import { readCase } from '../../../pipeline/case-store.ts';
+import { inputKey } from '../../../pipeline/intake.ts';
 import type { Platform } from '../../../platform.ts';
 import { errorBody } from '../../errors.ts';
 import { ErrorResponse, jsonSchema } from '../../schema.ts';
@@ -40,8 +42,8 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
     }, async (request, reply) => {
       const upload = await readUpload(request);
       const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
-      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: false });
-      const outcome = await runner.run(caseId, { inputBytes: upload.bytes, ...(upload.note ? { noteBytes: upload.note } : {}) });
+      const { caseId } = await intake.accept({ bytes: upload.file, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: false });
+      const outcome = await runner.run(caseId, { inputBytes: upload.file, ...(upload.note ? { noteBytes: upload.note } : {}) });
       if (outcome.kind !== 'finished') throw new AppError('INTERNAL', `Case ${caseId} did not finish in the request (${outcome.kind})`);
       const result = outcome.result;
       if (result.status === 'failed' && result.error) {
@@ -59,9 +61,16 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
         response: { 202: jsonSchema(CaseAccepted), ...errors },
       },
     }, async (request, reply) => {
-      const upload = await readUpload(request);
+      // Streamed into the store under the new case's key while it arrives; the intake then checks it
+      // (reading a slide by ranges, an image whole) and deletes it again if it is refused.
+      const caseId = randomUUID();
+      const upload = await readUpload(request, {
+        maxFileBytes: Math.max(config.limits.maxBytes, config.limits.maxSlideBytes),
+        storeFile: (stream) => platform.objects.putStream(inputKey(caseId), stream, { maxBytes: Math.max(config.limits.maxBytes, config.limits.maxSlideBytes) }),
+        discard: (stored) => platform.objects.delete(stored.key),
+      });
       const pipeline = upload.pipeline ?? (request.query as z.infer<typeof PipelineQuery>).pipeline ?? config.defaultPipeline;
-      const { caseId } = await intake.accept({ bytes: upload.bytes, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: true });
+      await intake.acceptStored({ caseId, stored: upload.file, pipeline, metadata: upload.metadata, note: upload.note }, { enqueue: true });
       const self = `/v1/cases/${caseId}`;
       return reply.status(202).header('location', self).send({ id: caseId, status: 'queued', links: { self, fhir: `${self}/fhir` } });
     });
