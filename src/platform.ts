@@ -57,6 +57,7 @@ const noQueue: JobQueue = {
   async send() { throw new Error('this platform was opened without a queue'); },
   async sendMany() { throw new Error('this platform was opened without a queue'); },
   async releaseActive() { return 0; },
+  wake() {},
   async work() { throw new Error('this platform was opened without a queue'); },
   async stop() {},
 };

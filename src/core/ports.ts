@@ -60,5 +60,10 @@ export interface JobQueue {
    * failed now (to be retried), instead of when their heartbeat or expiry lapses. Returns how many.
    */
   releaseActive(queue: string): Promise<number>;
+  /**
+   * Wakes this process's idle workers of the queue, so that a job just committed (after the sending
+   * transaction) starts now rather than at their next poll.
+   */
+  wake(queue: string): void;
   stop(): Promise<void>;
 }

@@ -123,6 +123,7 @@ export function createIntake(deps: IntakeDeps) {
       await insertCase(tx, { id: caseId, pipeline: spec.name, pipelineVersion: spec.version, status: 'queued', input, metadata: upload.metadata ?? {}, note });
       if (enqueue) await deps.queue.send(RUN_CASE_QUEUE, { caseId }, { tx });
     });
+    if (enqueue) deps.queue.wake(RUN_CASE_QUEUE);
   }
 
   const isSlideFor = (spec: PipelineSpec, head: Uint8Array) => spec.accepts.includes('slide') && safeSniff(head) === 'tiff';

@@ -159,6 +159,7 @@ export function createTileFanOut(deps: TileFanOutDeps) {
         });
         if (inserted) await sendBatches(p, Array.from({ length: batchesTotal }, (_, b) => b), tx);
       });
+      queue.wake(TILE_BATCH_QUEUE);
       const plan = await readTilePlan(db, p.caseId, p.stage);
       if (!plan) throw new AppError('INTERNAL', `The tile plan of case ${p.caseId} stage ${p.stage} was not stored`);
       return plan;
@@ -172,6 +173,7 @@ export function createTileFanOut(deps: TileFanOutDeps) {
       const done = await doneBatches(db, plan.caseId, plan.stage);
       const missing = Array.from({ length: plan.batchesTotal }, (_, b) => b).filter((b) => !done.has(b));
       await sendBatches(plan, missing);
+      queue.wake(TILE_BATCH_QUEUE);
       return missing.length;
     },
 
@@ -211,13 +213,14 @@ export function createTileFanOut(deps: TileFanOutDeps) {
           score: probabilities[i * labels.length + scoreIndex] as number,
           attention: extra ? (extra[i] as number) : null,
         }));
-        await recordTileBatch(db, {
+        const recorded = await recordTileBatch(db, {
           caseId: job.caseId, stage: job.stage, batch: job.batch, modelSha256: plan.model.sha256, worker: deps.owner,
           durationMs: performance.now() - t0, scores,
         }, async (tx, isLast) => {
           await extendWait(tx, job.caseId, deps.waitSeconds);
           if (isLast) await queue.send(RUN_CASE_QUEUE, { caseId: job.caseId }, { tx });
         });
+        if (recorded.last) queue.wake(RUN_CASE_QUEUE);
         return 'scored';
       } catch (e) {
         const err = toAppError(e);

@@ -52,7 +52,7 @@ for (const factory of testDatabases()) {
       assert.ok(id);
       await waitFor('the job to be handled', () => (received.length > 0 ? true : undefined));
       const handled = performance.now();
-      assert.deepEqual(received, [{ id, data: { caseId: 'case-1', traceparent: '00-abc-def-01' } }]);
+      assert.deepEqual(received, [{ id, data: { caseId: 'case-1', traceparent: '00-abc-def-01' }, lastAttempt: false }]);
       const state = await waitFor('completion', async () => ((await jobState(queue, 'run-case', id))?.state === 'completed' ? true : undefined));
       assert.equal(state, true);
       t.diagnostic(`pg-boss on ${factory.kind}: start ${Math.round(ready - started)} ms, first send → handler ${Math.round(handled - ready)} ms (polling every 0.5 s)`);

@@ -135,6 +135,7 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
   }
 
   let stopping: Promise<void> | undefined;
+  const workerIds = new Map<string, string[]>();
 
   return {
     boss,
@@ -174,24 +175,42 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
         throw new AppError('INTERNAL', `Worker concurrency for queue "${queue}" must be a positive integer, got ${concurrency}.`);
       }
       await ensureQueue(queue);
-      await boss.work<Record<string, unknown>>(
-        queue,
-        // localConcurrency workers, each holding one job at a time; per-job results so that a failure
-        // can be marked as final instead of retried.
-        { localConcurrency: concurrency, batchSize: 1, pollingIntervalSeconds, perJobResults: true, includeMetadata: true },
-        async (jobs): Promise<JobResult[]> => Promise.all(jobs.map(async (job): Promise<JobResult> => {
-          try {
-            await handler({ id: job.id, data: job.data ?? {}, lastAttempt: job.retryCount >= (job as JobWithMetadata).retryLimit });
-            return { id: job.id, status: 'completed' };
-          } catch (e) {
-            // A failure known to be permanent (an AppError that is not retryable, e.g. a corrupt image)
-            // ends the job now; any other failure may be transient and is retried up to retryLimit.
-            const permanent = e instanceof AppError && !e.retryable;
-            return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: failureOutput(e) };
-          }
-        })),
-      );
+      // One pg-boss worker per slot, each holding one job at a time, so that each slot knows its own
+      // worker id: after a job it asks for the next one at once (pg-boss would otherwise wait out its
+      // polling interval after every job of a batch-size-1 worker), and wake() can reach them all.
+      const ids = workerIds.get(queue) ?? [];
+      workerIds.set(queue, ids);
+      for (let slot = 0; slot < concurrency; slot++) {
+        let id: string | undefined;
+        id = await boss.work<Record<string, unknown>>(
+          queue,
+          // Per-job results so that a failure can be marked as final instead of retried.
+          { localConcurrency: 1, batchSize: 1, pollingIntervalSeconds, perJobResults: true, includeMetadata: true },
+          async (jobs): Promise<JobResult[]> => {
+            const results = await Promise.all(jobs.map(async (job): Promise<JobResult> => {
+              try {
+                await handler({ id: job.id, data: job.data ?? {}, lastAttempt: job.retryCount >= (job as JobWithMetadata).retryLimit });
+                return { id: job.id, status: 'completed' };
+              } catch (e) {
+                // A failure known to be permanent (an AppError that is not retryable, e.g. a corrupt
+                // image) ends the job now; any other failure may be transient and is retried up to
+                // retryLimit.
+                const permanent = e instanceof AppError && !e.retryable;
+                return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: failureOutput(e) };
+              }
+            }));
+            if (id !== undefined) boss.notifyWorker(id);
+            return results;
+          },
+        );
+        ids.push(id);
+      }
     },
+
+    wake(queue) {
+      for (const id of workerIds.get(queue) ?? []) boss.notifyWorker(id);
+    },
+
 
     stop() {
       // Waits up to stopTimeoutMs for handlers in flight to finish; the database stays open (its owner
