@@ -1,6 +1,7 @@
 import { inflateSync } from 'node:zlib';
 import sharp, { type OutputInfo } from 'sharp';
 import { AppError } from '../../core/errors.ts';
+import { decodeJpeg2000 } from './jpeg2000.ts';
 import type { TiffDirectory } from './tiff-directory.ts';
 
 // Tile (and strip) decoding for the compressions whole-slide TIFFs use. Every decoder returns
@@ -9,7 +10,7 @@ import type { TiffDirectory } from './tiff-directory.ts';
 
 const COMPRESSION_NAMES: Record<number, string> = {
   1: 'none', 2: 'CCITT RLE', 3: 'CCITT Group 3', 4: 'CCITT Group 4', 5: 'LZW', 6: 'old-style JPEG', 7: 'JPEG',
-  8: 'Deflate', 32773: 'PackBits', 32946: 'Deflate', 33003: 'JPEG 2000 (Aperio YCbCr)', 33005: 'JPEG 2000 (Aperio RGB)',
+  8: 'Deflate', 32773: 'PackBits', 32946: 'Deflate', 33003: 'JPEG 2000 (Aperio YCbCr)', 33004: 'JPEG 2000 (libvips)', 33005: 'JPEG 2000 (Aperio RGB)',
   34712: 'JPEG 2000', 34892: 'lossy JPEG', 50000: 'Zstandard', 50001: 'WebP', 52546: 'JPEG XL',
 };
 
@@ -17,14 +18,17 @@ export function compressionName(code: number): string {
   return `${COMPRESSION_NAMES[code] ?? 'unknown'} (TIFF Compression ${code})`;
 }
 
-const SUPPORTED = new Set([1, 5, 7, 8, 32946]);
+const SUPPORTED = new Set([1, 5, 7, 8, 32946, 33003, 33004, 33005, 34712]);
+/** JPEG 2000: Aperio YCbCr, Aperio RGB, and the generic code (libtiff's COMPRESSION_JP2000). */
+const JPEG2000 = new Set([33003, 33004, 33005, 34712]);
 
 /** Throws when tiles of this directory cannot be decoded, naming the compression or layout. */
 export function checkDecodable(dir: TiffDirectory): void {
   if (!SUPPORTED.has(dir.compression)) {
-    throw new AppError('CORRUPT_IMAGE', `The image uses ${compressionName(dir.compression)} compression, which this reader has no codec for; supported: none, LZW, JPEG, Deflate.`);
+    throw new AppError('CORRUPT_IMAGE', `The image uses ${compressionName(dir.compression)} compression, which this reader has no codec for; supported: none, LZW, JPEG, Deflate, JPEG 2000.`);
   }
-  if (dir.compression === 7) return;
+  // JPEG and JPEG 2000 streams describe their own components; the decoders check them per tile.
+  if (dir.compression === 7 || JPEG2000.has(dir.compression)) return;
   if (dir.bitsPerSample.some((b) => b !== 8)) throw new AppError('CORRUPT_IMAGE', `The image has ${dir.bitsPerSample.join('/')} bits per sample; only 8 is supported.`);
   if (dir.planarConfiguration !== 1 && dir.samplesPerPixel > 1) throw new AppError('CORRUPT_IMAGE', 'The image stores colour planes separately (PlanarConfiguration 2), which is not supported.');
   if (![1, 3, 4].includes(dir.samplesPerPixel)) throw new AppError('CORRUPT_IMAGE', `The image has ${dir.samplesPerPixel} samples per pixel; 1, 3 or 4 is supported.`);
@@ -184,6 +188,13 @@ async function decodeJpeg(bytes: Buffer, width: number, height: number, dir: Tif
  */
 export async function decodeBlock(bytes: Buffer, width: number, height: number, dir: TiffDirectory): Promise<Buffer> {
   if (dir.compression === 7) return decodeJpeg(bytes, width, height, dir);
+  if (JPEG2000.has(dir.compression)) {
+    // 33003 always holds YCbCr (OpenSlide's aperio driver converts it whatever the Photometric tag
+    // says), and so does libvips's 33004 (its codestreams are YCbCr under Photometric 2); 33005 holds
+    // RGB; for the generic code the Photometric tag tells.
+    const ycbcr = dir.compression === 33003 || dir.compression === 33004 || (dir.compression === 34712 && dir.photometric === 6);
+    return decodeJpeg2000(bytes, width, height, { ycbcr, where: `the directory at byte ${dir.offset} (${compressionName(dir.compression)})` });
+  }
   const expected = width * height * dir.samplesPerPixel;
   let samples: Buffer;
   if (dir.compression === 1) {
