@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { attentionPool } from '../../src/core/pooling.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -118,6 +119,30 @@ for (const target of platformTargets()) {
     const done = await platform.runner.run(caseId);
     assert.equal(done.kind, 'finished');
     assert.equal(done.kind === 'finished' && done.result.status, 'succeeded');
+  });
+
+  test(`${target.name}: attention pooling weighs tile scores by the model's attention output`, { timeout: 120_000 }, async (t) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'dxflow-attention-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await cp('test/fixtures/attention-tile-model', path.join(dir, 'models', 'attention-tile-model'), { recursive: true });
+    await mkdir(path.join(dir, 'pipelines'));
+    await writeFile(path.join(dir, 'pipelines', 'attention-tiles.yaml'), [
+      'name: attention-tiles', 'version: 1', 'accepts: [slide]', 'stages:',
+      '  - id: tiles', '    uses: slide.tiles', '    with: { model: attention-tile-model, batchSize: 16 }', '',
+    ].join('\n'));
+    const { platform } = await target.open(t, { DXFLOW_MODELS_DIR: path.join(dir, 'models'), DXFLOW_PIPELINES_DIR: path.join(dir, 'pipelines') });
+    const { caseId } = await platform.intake.accept({ bytes: await slideBytes(t, { width: 3000, height: 2400, seed: 5 }), pipeline: 'attention-tiles' }, { enqueue: true });
+    const worker = await startCaseWorker(platform, silent);
+    t.after(() => worker.stop());
+    const result = await waitFor(platform, caseId, (c) => c.status === 'succeeded' || c.status === 'failed');
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.error));
+    const rows = await platform.db.query<{ score: number; attention: number | null }>(`SELECT score, attention FROM dxflow_tile_score WHERE case_id = $1 ORDER BY tile`, [caseId]);
+    assert.ok(rows.length > 16 && rows.every((r) => typeof r.attention === 'number'));
+    const expected = attentionPool(rows.map((r) => r.score), rows.map((r) => r.attention as number));
+    const mean = rows.reduce((a, r) => a + r.score, 0) / rows.length;
+    const finding = result.findings.find((f) => f.code === 'tumour-pattern');
+    assert.ok(finding && Math.abs(finding.probability - expected) < 1e-6, `${finding?.probability} vs ${expected}`);
+    assert.notEqual(Math.round(expected * 1e6), Math.round(mean * 1e6), 'attention pooling differs from the plain mean here');
   });
 
   test(`${target.name}: a blank slide fails with NO_TISSUE, and a slide to /v1/predict's path is refused`, { timeout: 60_000 }, async (t) => {
