@@ -52,14 +52,48 @@ export async function packBatch(images: readonly RgbImage[], p: Preprocess): Pro
   const perImage = width * height * channels;
   const out = new Float32Array(perImage * images.length);
   for (const [n, image] of images.entries()) {
-    if (image.width === width && image.height === height && p.colour !== 'grey' && p.layout === 'nchw') {
+    const factor = image.width / width;
+    const direct = p.colour !== 'grey' && p.layout === 'nchw' && Number.isInteger(factor) && factor >= 1 && image.height === height * factor;
+    if (direct && factor === 1) {
       packRgbNchw(image.data, out, n * perImage, width * height, p);
+    } else if (direct && factor <= 4) {
+      // A whole-number multiple of the model's size (a slide level coarser levels are missing for):
+      // the mean of each factor × factor block, the exact area reduction, in the same single pass.
+      packRgbNchw(blockMean(image, factor), out, n * perImage, width * height, p);
     } else {
       out.set((await toInputTensor(image, p)).data, n * perImage);
     }
   }
   const dims = p.layout === 'nchw' ? [images.length, channels, height, width] : [images.length, height, width, channels];
   return { data: out, dims };
+}
+
+function blockMean(image: RgbImage, factor: number): Buffer {
+  const width = image.width / factor;
+  const height = image.height / factor;
+  const out = Buffer.alloc(width * height * 3);
+  const area = factor * factor;
+  const stride = image.width * 3;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let dy = 0; dy < factor; dy++) {
+        let i = (y * factor + dy) * stride + x * factor * 3;
+        for (let dx = 0; dx < factor; dx++, i += 3) {
+          r += image.data[i] as number;
+          g += image.data[i + 1] as number;
+          b += image.data[i + 2] as number;
+        }
+      }
+      const o = (y * width + x) * 3;
+      out[o] = Math.round(r / area);
+      out[o + 1] = Math.round(g / area);
+      out[o + 2] = Math.round(b / area);
+    }
+  }
+  return out;
 }
 
 function packRgbNchw(rgb: Buffer, out: Float32Array, offset: number, plane: number, p: Preprocess): void {

@@ -4,8 +4,8 @@ import type { Database, JobQueue, ObjectStore, SqlExecutor } from '../core/ports
 import type { ModelRef } from '../core/result.ts';
 import { chooseLevel, tileGrid } from '../imaging/tile-grid.ts';
 import { tissueMask } from '../imaging/wsi-tissue.ts';
-import { fromObjectStore } from '../imaging/wsi/byte-source.ts';
-import { MAX_REGION_PIXELS, openSlide, type Slide } from '../imaging/wsi/slide.ts';
+import { createSlideCache } from '../imaging/wsi/slide-cache.ts';
+import { MAX_REGION_PIXELS, type Slide } from '../imaging/wsi/slide.ts';
 import type { ModelCatalog } from '../models/catalog.ts';
 import type { RgbImage } from '../models/preprocess.ts';
 import { extendWait, readCaseStatus, readInput, recordFailure } from './case-store.ts';
@@ -117,26 +117,12 @@ export interface TileBatchJob {
 
 const batchKey = (caseId: string, stage: string, batch: number) => `${caseId}:${stage}:${batch}`;
 
-/** Slides opened by this process, by object key: a worker scoring many batches of a slide parses its directories once. */
+/** Slides a worker keeps open: the batches of one slide arrive one after another. */
 const OPEN_SLIDES_KEPT = 2;
 
 export function createTileFanOut(deps: TileFanOutDeps) {
   const { db, objects, queue, models } = deps;
-  const openSlides = new Map<string, Promise<Slide>>();
-
-  function slideOf(key: string, bytes: number): Promise<Slide> {
-    let slide = openSlides.get(key);
-    if (slide) {
-      openSlides.delete(key);
-      openSlides.set(key, slide);
-      return slide;
-    }
-    slide = openSlide(fromObjectStore(objects, key, bytes));
-    slide.catch(() => openSlides.delete(key));
-    openSlides.set(key, slide);
-    while (openSlides.size > OPEN_SLIDES_KEPT) openSlides.delete(openSlides.keys().next().value as string);
-    return slide;
-  }
+  const slides = createSlideCache(objects, OPEN_SLIDES_KEPT);
 
   async function sendBatches(plan: Pick<TilePlan, 'caseId' | 'stage'>, batches: readonly number[], tx?: SqlExecutor): Promise<void> {
     const jobs = batches.map((batch) => ({ data: { caseId: plan.caseId, stage: plan.stage, batch }, singletonKey: batchKey(plan.caseId, plan.stage, batch) }));
@@ -200,7 +186,7 @@ export function createTileFanOut(deps: TileFanOutDeps) {
         const raw = await objects.getRange(plan.tilesKey, first * TILE_RECORD_BYTES, last * TILE_RECORD_BYTES);
         const coords = new Int32Array(raw.length / 4);
         for (let i = 0; i < coords.length; i++) coords[i] = raw.readInt32LE(i * 4);
-        const slide = await slideOf(input.objectKey, input.bytes);
+        const slide = await slides.get(input.objectKey, input.bytes);
         const images = await readGridTiles(slide, plan.grid, coords);
         const attentionOutput = settings.pooling.kind === 'attention' ? settings.pooling.output : undefined;
         const { probabilities, extra } = await classifier.classifyBatch(images, attentionOutput);
