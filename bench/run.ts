@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { predictLatency, treatmentLatency } from './predict-latency.ts';
 import { runXgboostBenchmark } from './xgboost.ts';
 import { runWsiTileBenchmark } from './wsi-tiles.ts';
+import { runWsiPipelineBenchmark } from './wsi-pipeline.ts';
 import type { LatencySummary } from './stats.ts';
 
 const requests = Number(process.env['BENCH_REQUESTS'] ?? 400);
@@ -15,6 +16,8 @@ process.stderr.write('XGBoost engine against python3-xgboost…\n');
 const xgboostSection = await runXgboostBenchmark();
 process.stderr.write('tile extraction against OpenSlide and libvips…\n');
 const wsiTileSection = await runWsiTileBenchmark();
+process.stderr.write('whole slide end to end against the model alone; peak memory on a multi-gigabyte slide…\n');
+const wsiPipelineSection = await runWsiPipelineBenchmark();
 
 const ms = (v: number) => v.toFixed(2);
 const row = (name: string, s: LatencySummary) => `| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(s.p99)} | ${s.throughput.toFixed(1)} |`;
@@ -65,8 +68,9 @@ Target: p95 well under 500 ms at concurrency 8.
 
 ${xgboostSection}
 ${wsiTileSection}
+${wsiPipelineSection}
 Reproduce: \`npm run bench\` (the XGBoost part alone: \`npx node bench/xgboost.ts\`; tile extraction alone:
-\`npx node bench/wsi-tiles.ts\`).
+\`npx node bench/wsi-tiles.ts\`; the whole-slide pipeline alone: \`npx node bench/wsi-pipeline.ts\`).
 `;
 await writeFile('BENCHMARKS.md', md);
 process.stdout.write(md);

@@ -5,6 +5,7 @@ import { registerApiKeyAuth } from './auth.ts';
 import { registerErrorHandling } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import { caseRoutes } from './routes/v1/cases.ts';
+import { slideRoutes } from './routes/v1/slides.ts';
 
 export interface BuildOptions {
   /** A pino logger; without one the app logs nothing (tests). */
@@ -27,5 +28,6 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
   registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: new Set(['/healthz', '/readyz']) });
   await app.register(healthRoutes(platform));
   await app.register(caseRoutes(platform), { prefix: '/v1' });
+  await app.register(slideRoutes(platform), { prefix: '/v1' });
   return app;
 }

@@ -9,17 +9,10 @@ import type { TileGrid } from './tile-grid.ts';
 //
 // Alignment: the PNG covers exactly the level-0 rectangle [0, cols·T) × [0, rows·T), T =
 // tileSizeLevel0, anchored at the slide's top-left corner (the grid's origin). It does not cover the
-// whole slide, whose right and bottom strips narrower than one tile are outside the grid. To overlay it
-// in OpenSeadragon, whose viewport unit is the width of the first (base) image:
-//
-//   viewer.addTiledImage({
-//     tileSource: { type: 'image', url: heatmapUrl },
-//     x: 0, y: 0, width: (cols * tileSizeLevel0) / level0Width,
-//     opacity: 0.5,
-//   });
-//
-// The height follows from the PNG's aspect ratio, so width and height passed here should keep the ratio
-// cols : rows (heatmapSize does); otherwise the overlay's height drifts from rows·T.
+// whole slide, whose right and bottom strips narrower than one tile are outside the grid. The API serves
+// it as a Deep Zoom image of exactly the slide's size (imaging/deepzoom.ts imageSource with that
+// rectangle, transparent outside it), so a viewer stacks it on the slide's own Deep Zoom image with no
+// offset: GET /v1/cases/:id/heatmap.dzi over /v1/cases/:id/slide.dzi.
 
 export interface SlideHeatmapRequest {
   grid: Pick<TileGrid, 'cols' | 'rows'> & { tiles: readonly { col: number; row: number }[] };

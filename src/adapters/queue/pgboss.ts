@@ -181,8 +181,9 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
       const ids = workerIds.get(queue) ?? [];
       workerIds.set(queue, ids);
       for (let slot = 0; slot < concurrency; slot++) {
-        let id: string | undefined;
-        id = await boss.work<Record<string, unknown>>(
+        // Filled in when work() resolves; a handler that runs before that skips the early fetch.
+        const slot: { id?: string } = {};
+        slot.id = await boss.work<Record<string, unknown>>(
           queue,
           // Per-job results so that a failure can be marked as final instead of retried.
           { localConcurrency: 1, batchSize: 1, pollingIntervalSeconds, perJobResults: true, includeMetadata: true },
@@ -199,11 +200,11 @@ export async function createPgBossQueue(db: SqlDatabase, options: PgBossQueueOpt
                 return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: failureOutput(e) };
               }
             }));
-            if (id !== undefined) boss.notifyWorker(id);
+            if (slot.id !== undefined) boss.notifyWorker(slot.id);
             return results;
           },
         );
-        ids.push(id);
+        ids.push(slot.id);
       }
     },
 
