@@ -33,8 +33,12 @@ export const TILE_BATCH_QUEUE = 'tile-batch';
 
 /** Bytes per tile in the tile list object: (col, row) as little-endian int32. */
 const TILE_RECORD_BYTES = 8;
-/** The tissue mask is computed on the level nearest to this many pixels on the longer side (or finer). */
-const MASK_TARGET_SIDE = 2048;
+/**
+ * The tissue mask is computed on the coarsest level with at least this many pixels on its longer side:
+ * a 1000-px mask of a 2 cm biopsy is 20 µm per pixel, fine enough to judge 100-µm tiles, and reading a
+ * finer level only costs time (a level 4× larger is 16× the pixels to decode).
+ */
+const MASK_MIN_SIDE = 1024;
 
 export type TileSettings = NonNullable<OnnxManifest['tiles']>;
 
@@ -54,7 +58,7 @@ export function tileSettings(manifest: OnnxManifest): TileSettings {
 export async function planTileGrid(slide: Slide, settings: TileSettings): Promise<{ grid: TileGridPlan; coords: Int32Array }> {
   const base = slide.levels[0];
   if (!base) throw new AppError('CORRUPT_IMAGE', 'The slide has no pyramid levels.');
-  const maskLevel = chooseLevel(slide.levels, Math.max(1, Math.max(base.width, base.height) / MASK_TARGET_SIDE));
+  const maskLevel = chooseLevel(slide.levels, Math.max(1, Math.max(base.width, base.height) / MASK_MIN_SIDE));
   const low = slide.levels[maskLevel] as (typeof slide.levels)[number];
   if (low.width * low.height > MAX_REGION_PIXELS) {
     throw new AppError('IMAGE_TOO_LARGE', `The slide's smallest level is ${low.width} × ${low.height} pixels, too large for tissue detection; the slide needs a pyramid (re-save it with reduced levels, e.g. vips tiffsave --pyramid).`);

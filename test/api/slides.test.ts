@@ -7,6 +7,8 @@ import type { CaseResult } from '../../src/core/result.ts';
 import { openFileSource } from '../../src/imaging/wsi/byte-source.ts';
 import { openSlide } from '../../src/imaging/wsi/slide.ts';
 import { startCaseWorker } from '../../src/worker/run-case.ts';
+import type { Bundle, Media, Resource } from '@medplum/fhirtypes';
+import { validateFhirResource } from '../support/fhir-validator.ts';
 import { multipart } from '../support/images.ts';
 import { platformTargets, TEST_API_KEY } from '../support/platform.ts';
 
@@ -52,6 +54,18 @@ for (const target of platformTargets()) {
     const tumour = result.findings.find((f) => f.code === 'tumour-pattern');
     assert.ok(tumour && tumour.probability > 0.9, JSON.stringify(result.findings));
     assert.ok(result.recommendation);
+
+    // The FHIR bundle carries the slide score, the recommendation and the heatmap as Media, and is valid.
+    const fhir = await app.inject({ method: 'GET', url: `/v1/cases/${id}/fhir`, headers: auth });
+    assert.equal(fhir.statusCode, 200);
+    const bundle = fhir.json() as Bundle & { entry: Array<{ resource: Resource }> };
+    const resources = bundle.entry.flatMap((e) => (e.resource ? [e.resource] : []));
+    validateFhirResource(bundle);
+    for (const e of bundle.entry) validateFhirResource(e.resource, { bundle });
+    const media = resources.filter((r): r is Media => r.resourceType === 'Media');
+    assert.equal(media.length, 1);
+    assert.match(JSON.stringify(media[0]), /heatmap-tiles\.png/);
+    assert.ok(resources.some((r) => r.resourceType === 'Observation' && JSON.stringify(r).includes('tumour-pattern')));
 
     // slide.dzi describes the slide's level 0; the top tile is the whole slide, shrunk.
     const dzi = await app.inject({ method: 'GET', url: `/v1/cases/${id}/slide.dzi`, headers: auth });
@@ -113,5 +127,26 @@ for (const target of platformTargets()) {
     assert.equal(notSlide.statusCode, 404);
     assert.equal((notSlide.json() as { error: { code: string } }).error.code, 'OBJECT_NOT_FOUND');
     assert.equal((await app.inject({ method: 'GET', url: '/v1/cases/00000000-0000-4000-8000-000000000000/slide.dzi', headers: auth })).statusCode, 404);
+  });
+}
+
+for (const target of platformTargets()) {
+  test(`[${target.name}] slides are refused on /v1/predict (SLIDE_REQUIRES_ASYNC) and over the slide size limit (413), leaving nothing stored`, async (t) => {
+    const { platform, dataDir } = await target.open(t, { DXFLOW_LIMITS_MAX_SLIDE_BYTES: String(1024 * 1024) });
+    const app = await build(platform);
+    t.after(() => app.close());
+    const sync = await multipart({ image: { bytes: slide, filename: 'slide.tif' }, pipeline: 'wsi-prognosis' });
+    const predicted = await app.inject({ method: 'POST', url: '/v1/predict', payload: sync.payload, headers: { ...sync.headers, ...auth } });
+    assert.equal(predicted.statusCode, 422, predicted.body);
+    assert.equal((predicted.json() as { error: { code: string } }).error.code, 'SLIDE_REQUIRES_ASYNC');
+    const big = await multipart({ image: { bytes: slide, filename: 'slide.tif' }, pipeline: 'wsi-prognosis' });
+    const refused = await app.inject({ method: 'POST', url: '/v1/cases', payload: big.payload, headers: { ...big.headers, ...auth } });
+    assert.equal(refused.statusCode, 413, refused.body);
+    assert.equal((refused.json() as { error: { code: string } }).error.code, 'FILE_TOO_LARGE');
+    const [count] = await platform.db.query<{ n: number }>('SELECT count(*)::int AS n FROM dxflow_case');
+    assert.equal(count?.n, 0);
+    const { readdir } = await import('node:fs/promises');
+    const files = await readdir(`${dataDir}/objects`, { recursive: true, withFileTypes: true }).catch(() => []);
+    assert.deepEqual(files.filter((f) => f.isFile()).map((f) => f.name), [], 'no object left behind');
   });
 }
