@@ -4,6 +4,7 @@ import type { OnnxManifest } from '../core/manifest.ts';
 import type { ModelRef } from '../core/result.ts';
 import { readVerifiedArtifact, requireKind, type LoadedManifest } from './manifest.ts';
 import { packBatch, toInputTensor, type RgbImage } from './preprocess.ts';
+import { startInferenceHost, type InferenceHost } from './onnx-host.ts';
 
 export interface ClassProbability {
   code: string;
@@ -72,6 +73,7 @@ export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxO
   if (manifest.outputs.featureMap && !session.outputNames.includes(manifest.outputs.featureMap)) {
     throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: manifest featureMap "${manifest.outputs.featureMap}" is not an output of the model (it has ${session.outputNames.join(', ')})`);
   }
+  let host: Promise<InferenceHost> | undefined;
   const ref: ModelRef = { name: manifest.name, version: manifest.version, kind: manifest.kind, sha256: manifest.sha256 };
   const labels = manifest.outputs.labels;
 
@@ -115,9 +117,16 @@ export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxO
         throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: output "${extraOutput}" is not in the model (it has ${session.outputNames.join(', ')})`);
       }
       const { data, dims } = await packBatch(images, manifest.inputs.preprocess);
-      let results: ort.InferenceSession.OnnxValueMapType;
+      let results: Record<string, { data: Float32Array; dims: readonly number[]; type: string }>;
       try {
-        results = await session.run({ [manifest.inputs.name]: new ort.Tensor('float32', data, dims) }, extraOutput ? [manifest.outputs.name, extraOutput] : [manifest.outputs.name]);
+        // Batches run on the model's own thread: a batch takes long enough to stall the event loop.
+        if (!host) {
+          const starting = startInferenceHost(bytes, { intraOpThreads: options.intraOpThreads });
+          host = starting;
+          // A thread that failed to start is started again on the next batch.
+          starting.catch(() => { if (host === starting) host = undefined; });
+        }
+        results = await (await host).run({ [manifest.inputs.name]: { data, dims } }, extraOutput ? [manifest.outputs.name, extraOutput] : [manifest.outputs.name]);
       } catch (e) {
         throw new AppError('MODEL_INFERENCE_FAILED', `${manifest.name}: ${(e as Error).message}`, { cause: e });
       }
@@ -144,6 +153,7 @@ export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxO
     },
     async close() {
       await session.release();
+      if (host) await (await host).close();
     },
   };
 }

@@ -98,3 +98,26 @@ test('preprocessing follows the manifest: scale, mean/std, channel order and lay
   // Channel 0 is now blue, normalised with mean[0]/std[0].
   assert.deepEqual(Array.from(bgr.data), [-1, 1, 0, 0, 1, 0]);
 });
+
+test('classifyBatch agrees with classify image by image, and runs off the event loop', async () => {
+  const classifier = await loadOnnxClassifier(await readManifest('models', NAME), { intraOpThreads: 1 });
+  try {
+    const images = await Promise.all(['samples/patch-96-benign.png', 'samples/patch-96-tumour.png', 'samples/patch-96-borderline.png'].map(decodeFile));
+    const { probabilities } = await classifier.classifyBatch(images);
+    for (const [i, image] of images.entries()) {
+      const one = await classifier.classify(image);
+      one.forEach((c, j) => assert.ok(Math.abs(c.probability - (probabilities[i * one.length + j] as number)) < 1e-5));
+    }
+    // A large batch keeps the model busy for a while; timers must keep firing meanwhile.
+    const many = Array.from({ length: 2048 }, (_, i) => images[i % images.length] as (typeof images)[number]);
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 5);
+    const t0 = performance.now();
+    await classifier.classifyBatch(many);
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    assert.ok(ms < 50 || ticks >= ms / 5 / 4, `only ${ticks} timer ticks during a ${Math.round(ms)} ms batch: inference held the event loop`);
+  } finally {
+    await classifier.close();
+  }
+});
