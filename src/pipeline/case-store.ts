@@ -37,7 +37,7 @@ export interface CheckpointRow {
   stage: string;
   uses: string;
   seq: number;
-  status: 'succeeded' | 'failed';
+  status: 'succeeded' | 'failed' | 'skipped';
   attempts: number;
   output: StoredStageOutput | null;
   duration_ms: number;
@@ -168,6 +168,24 @@ export async function recordStageSuccess(
       );
     }
   });
+}
+
+/** Stages a routing stage decided not to run, recorded so that a resumed case does not run them either. */
+export async function recordSkipped(db: SqlExecutor, c: { caseId: string; stages: readonly { stage: string; uses: string; seq: number }[] }): Promise<void> {
+  for (const s of c.stages) {
+    await db.query(
+      `INSERT INTO dxflow_stage_run (case_id, stage, uses, seq, status, attempts, output, duration_ms, started_at, finished_at)
+       VALUES ($1, $2, $3, $4, 'skipped', 0, NULL, 0, now(), now())
+       ON CONFLICT (case_id, stage) DO NOTHING`,
+      [c.caseId, s.stage, s.uses, s.seq],
+    );
+  }
+}
+
+/** The case's caller-supplied metadata (may hold PHI: for stages' decisions, never for results). */
+export async function readMetadata(db: SqlExecutor, id: string): Promise<Record<string, unknown>> {
+  const [row] = await db.query<{ metadata: Record<string, unknown> | null }>(`SELECT metadata FROM dxflow_case WHERE id = $1`, [id]);
+  return row?.metadata ?? {};
 }
 
 /** The one error path: the failing stage's checkpoint and the case's error fields, in one transaction. */

@@ -10,8 +10,10 @@ import {
   markWaiting,
   readCase,
   readInput,
+  readMetadata,
   readNoteRecord,
   recordFailure,
+  recordSkipped,
   recordStageSuccess,
   renewLease,
   type StoredStageOutput,
@@ -83,6 +85,8 @@ export function createRunner(deps: RunnerDeps) {
         deps.log?.warn({ caseId, pipeline: spec.name, was: row.pipeline_version, now: spec.version }, 'pipeline spec changed since the case was created; running the current version');
       }
       const checkpoints = await loadCheckpoints(db, caseId);
+      const metadata = await readMetadata(db, caseId);
+      const skipped = new Set([...checkpoints.values()].filter((c) => c.status === 'skipped').map((c) => c.stage));
       const outputs = new Map<string, unknown>();
       // A synchronous request already holds the bytes it just stored; a queued job reads them back.
       let inputBytes: Promise<Buffer> | undefined = options.inputBytes ? Promise.resolve(options.inputBytes) : undefined;
@@ -99,6 +103,7 @@ export function createRunner(deps: RunnerDeps) {
           outputs.set(stageSpec.id, done.output.data);
           continue;
         }
+        if (skipped.has(stageSpec.id)) continue;
         const def = stages.get(stageSpec.uses);
         if (!def) throw new AppError('STAGE_NOT_FOUND', `Stage "${stageSpec.uses}" is not registered`);
         const params = def.params.parse(stageSpec.with);
@@ -110,7 +115,7 @@ export function createRunner(deps: RunnerDeps) {
         for (let attempt = 1; ; attempt++) {
           failedAt.attempts = attempt;
           try {
-            result = await def.run({ caseId, pipeline: spec.name, stageId: stageSpec.id, seq, input: input as InputRecord, params, outputs, readInput: readInputBytes, inputSource, note, readNote, putObject, signal });
+            result = await def.run({ caseId, pipeline: spec.name, stageId: stageSpec.id, seq, input: input as InputRecord, params, metadata, outputs, readInput: readInputBytes, inputSource, note, readNote, putObject, signal });
             break;
           } catch (e) {
             const err = toAppError(e);
@@ -149,6 +154,14 @@ export function createRunner(deps: RunnerDeps) {
           leaseRenewedAt = performance.now();
         }
         outputs.set(stageSpec.id, checked.data);
+        if (result.skip?.length) {
+          const later = spec.stages.map((s, i) => ({ stage: s.id, uses: s.uses, seq: i })).filter((s) => s.seq > seq);
+          const unknown = result.skip.filter((id) => !later.some((s) => s.stage === id));
+          if (unknown.length) throw new AppError('PIPELINE_SPEC_INVALID', `Stage "${stageSpec.id}" skips ${unknown.join(', ')}, which are not later stages of pipeline "${spec.name}"`);
+          const skip = later.filter((s) => result.skip?.includes(s.stage));
+          await recordSkipped(db, { caseId, stages: skip });
+          for (const s of skip) skipped.add(s.stage);
+        }
       }
       await markSucceeded(db, caseId, owner);
     } catch (e) {

@@ -16,6 +16,8 @@ export interface StageContext<P> {
   input: InputRecord;
   /** The stage's `with:` block, already validated against its params schema. */
   params: P;
+  /** The case's metadata as the caller sent it (may hold PHI: use it to decide, never copy it into results). */
+  metadata: Readonly<Record<string, unknown>>;
   /** Outputs of the stages that ran before this one, by stage id. */
   outputs: ReadonlyMap<string, unknown>;
   /** Raw bytes of the case input (read once per run, shared by stages). */
@@ -36,6 +38,8 @@ export interface StageResult<O> {
   models?: ModelRef[];
   /** Parts of the explained result this stage contributes (clinical features, recommendation, …). */
   report?: ReportParts;
+  /** Later stages (by id) not to run: a routing stage's branches not taken. */
+  skip?: string[];
 }
 
 /**

@@ -163,3 +163,49 @@ for (const target of platformTargets()) {
     assert.deepEqual((await listAbandoned(platform.db, { includeQueued: true })).sort(), [queued, dead].sort());
   });
 }
+
+for (const target of platformTargets()) {
+  test(`[${target.name}] runner: a stage that skips later stages; skipped stages are recorded and stay skipped on a re-run`, async (t) => {
+    const { platform } = await target.open(t, {}, { withQueue: false });
+    const calls: string[] = [];
+    const router = defineStage({
+      name: 'test.router',
+      description: 'skips by metadata',
+      params: z.object({}).strict(),
+      output: z.object({ branch: z.string() }),
+      async run(ctx) {
+        calls.push(ctx.stageId);
+        const localized = ctx.metadata['distribution'] === 'localized';
+        return { data: { branch: localized ? 'localized' : 'widespread' }, skip: localized ? ['whole'] : ['crop'] };
+      },
+    });
+    const step = defineStage({
+      name: 'test.step', description: 'records', params: z.object({}).strict(), output: z.object({ ok: z.boolean() }),
+      async run(ctx) {
+        calls.push(ctx.stageId);
+        return { data: { ok: true } };
+      },
+    });
+    const stages = createStageRegistry([router, step]);
+    const spec = parsePipelineSpec({
+      name: 'routed', version: 1, accepts: ['png'],
+      stages: [{ id: 'route', uses: 'test.router' }, { id: 'crop', uses: 'test.step' }, { id: 'whole', uses: 'test.step' }, { id: 'after', uses: 'test.step' }],
+    }, 'routed.yaml', stages);
+    const runner = createRunner({ db: platform.db, objects: platform.objects, stages, pipelines: { get: () => spec, list: () => [spec] }, owner: 'o', waitSeconds: 600, leaseSeconds: 60, retry: { attempts: 1, backoffMs: 1 } });
+    const id = randomUUID();
+    const stored = await platform.objects.put(`cases/${id}/input`, Buffer.from('x'));
+    await platform.db.transaction((tx) => insertCase(tx, {
+      id, pipeline: 'routed', pipelineVersion: 1, status: 'queued', metadata: { distribution: 'localized' },
+      input: { objectKey: stored.key, sha256: stored.sha256, bytes: stored.bytes, mediaType: 'png', mimeType: 'image/png' },
+    }));
+    const out = await runner.run(id);
+    assert.equal(out.kind === 'finished' && out.result.status, 'succeeded');
+    assert.deepEqual(calls, ['route', 'crop', 'after']);
+    assert.deepEqual(out.kind === 'finished' && out.result.timings.map((s) => [s.stage, s.status]), [['route', 'succeeded'], ['crop', 'succeeded'], ['whole', 'skipped'], ['after', 'succeeded']]);
+    // Resumed from the checkpoints (as after a crash): the skipped stage stays skipped.
+    await platform.db.query(`DELETE FROM dxflow_stage_run WHERE case_id = $1 AND stage = 'after'`, [id]);
+    await platform.db.query(`UPDATE dxflow_case SET status = 'running', lease_owner = NULL, lease_until = NULL WHERE id = $1`, [id]);
+    await runner.run(id);
+    assert.deepEqual(calls, ['route', 'crop', 'after', 'after']);
+  });
+}
