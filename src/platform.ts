@@ -9,6 +9,7 @@ import { createPgBossQueue } from './adapters/queue/pgboss.ts';
 import { createLlmProvider, createOfflineProvider, ensureDefaultPrompts } from './llm/index.ts';
 import { createModelCatalog, type ModelCatalog } from './models/catalog.ts';
 import { createIntake, RUN_CASE_QUEUE, type Intake } from './pipeline/intake.ts';
+import { createEventIntake, folderObjectSource, type EventIntake } from './pipeline/events.ts';
 import { createRunner, type Runner, type RunnerLog } from './pipeline/runner.ts';
 import { loadPipelineCatalog, type PipelineCatalog } from './pipeline/spec.ts';
 import { createBuiltinStages } from './pipeline/stages/index.ts';
@@ -34,6 +35,8 @@ export interface Platform {
   pipelines: PipelineCatalog;
   runner: Runner;
   intake: Intake;
+  /** Cases from object-store events and the watched folder. */
+  events: EventIntake;
   /** Whole-slide tile batches; undefined when the platform was opened without a queue. */
   fanOut: TileFanOut | undefined;
   /** Stops the queue, releases models and closes the database, in that order. */
@@ -100,8 +103,9 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
       ...(options.log ? { log: options.log } : {}),
     });
     const intake = createIntake({ db, objects, queue, pipelines, limits: { ...limits, maxSlideBytes: config.limits.maxSlideBytes } });
+    const events = createEventIntake({ db, intake, source: folderObjectSource(config.events.inboxDir ?? path.join(config.dataDir, 'inbox')), pipeline: config.events.pipeline });
     return {
-      config, db, objects, queue, models, stages, pipelines, runner, intake, fanOut,
+      config, db, objects, queue, models, stages, pipelines, runner, intake, fanOut, events,
       async close() {
         await queue.stop();
         await models.close();

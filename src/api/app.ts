@@ -6,6 +6,7 @@ import { registerErrorHandling } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import { caseRoutes } from './routes/v1/cases.ts';
 import { slideRoutes } from './routes/v1/slides.ts';
+import { eventRoutes } from './routes/v1/events.ts';
 
 export interface BuildOptions {
   /** A pino logger; without one the app logs nothing (tests). */
@@ -29,5 +30,6 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
   await app.register(healthRoutes(platform));
   await app.register(caseRoutes(platform), { prefix: '/v1' });
   await app.register(slideRoutes(platform), { prefix: '/v1' });
+  await app.register(eventRoutes(platform), { prefix: '/v1' });
   return app;
 }

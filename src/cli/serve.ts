@@ -7,6 +7,7 @@ import type { Config } from '../core/config.ts';
 import type { SqlExecutor } from '../core/ports.ts';
 import { openPlatform } from '../platform.ts';
 import { startCaseWorker } from '../worker/run-case.ts';
+import { startFolderWatcher } from '../worker/watch-folder.ts';
 
 /**
  * The local API key: generated on first start, kept (mode 0600) in the data folder so it survives
@@ -32,19 +33,28 @@ async function ensureLocalApiKey(db: SqlExecutor, dataDir: string): Promise<{ ke
 export async function serve(config: Config): Promise<number> {
   const log = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' } });
   const platform = await openPlatform(config, { log });
-  let started: { app: Awaited<ReturnType<typeof build>>; worker: Awaited<ReturnType<typeof startCaseWorker>> | undefined; address: string; key: Awaited<ReturnType<typeof ensureLocalApiKey>> };
+  let started: {
+    app: Awaited<ReturnType<typeof build>>;
+    worker: Awaited<ReturnType<typeof startCaseWorker>> | undefined;
+    watcher: ReturnType<typeof startFolderWatcher> | undefined;
+    address: string;
+    key: Awaited<ReturnType<typeof ensureLocalApiKey>>;
+  };
   try {
     const app = await build(platform, { logger: log.child({ component: 'api' }) });
     const worker = config.worker.enabled ? await startCaseWorker(platform, log.child({ component: 'worker' })) : undefined;
     const key = await ensureLocalApiKey(platform.db, config.dataDir);
     const address = await app.listen({ host: config.host, port: config.port });
-    started = { app, worker, address, key };
+    const watcher = config.events.watchDir
+      ? startFolderWatcher(config.events.watchDir, platform.events, { intervalMs: config.events.watchIntervalMs, log: log.child({ component: 'watcher' }) })
+      : undefined;
+    started = { app, worker, watcher, address, key };
   } catch (e) {
     // A port in use or a bad model must not leave the database and queue open behind a dead server.
     await platform.close().catch(() => undefined);
     throw e;
   }
-  const { app, worker, address } = started;
+  const { app, worker, watcher, address } = started;
   const { key, file, fresh } = started.key;
 
   const where = platform.db.kind === 'pglite' ? `embedded PGlite in ${path.resolve(config.dataDir, 'db')}` : 'PostgreSQL (DXFLOW_DATABASE_URL)';
@@ -64,6 +74,7 @@ export async function serve(config: Config): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down: draining requests and jobs');
+    await watcher?.stop();
     await app.close();
     await worker?.stop();
     await platform.close();

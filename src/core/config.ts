@@ -47,6 +47,16 @@ export const Config = z.object({
     /** A slide whose tile batches show no progress for this long is planned again (lost batches re-sent). */
     waitSeconds: positiveInt.default(600),
   }).strict().default({ enabled: true, concurrency: 1, leaseSeconds: 120, tileConcurrency: 2, waitSeconds: 600 }),
+  events: z.object({
+    /** Pipeline of cases created from object events and the watched folder. */
+    pipeline: z.string().min(1).default('photo-triage'),
+    /** Embedded stand-in for the buckets events name: the object is read from <inboxDir>/<bucket>/<key>. Default <dataDir>/inbox. */
+    inboxDir: z.string().min(1).optional(),
+    /** A folder watched for new files (embedded mode); each new file becomes one case. */
+    watchDir: z.string().min(1).optional(),
+    /** How often the watched folder is scanned; a file is taken once its size and time were the same on two scans. */
+    watchIntervalMs: positiveInt.default(2000),
+  }).strict().default({ pipeline: 'photo-triage', watchIntervalMs: 2000 }),
   llm: z.object({
     /** Base URL of an OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama…); empty = offline rule-based recommendations. */
     baseUrl: z.string().url('must be a URL such as http://127.0.0.1:11434/v1').optional(),
@@ -66,7 +76,7 @@ export const Config = z.object({
 
 export type Config = z.infer<typeof Config>;
 
-const KNOWN_NESTED = ['limits', 'onnx', 'worker', 'retry', 'llm'] as const;
+const KNOWN_NESTED = ['limits', 'onnx', 'worker', 'retry', 'llm', 'events'] as const;
 
 function camelToEnv(path: string[]): string {
   return 'DXFLOW_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../core/errors.ts';
-import type { Database, JobQueue, ObjectStore, StoredObject } from '../core/ports.ts';
+import type { Database, JobQueue, ObjectStore, SqlExecutor, StoredObject } from '../core/ports.ts';
 import { MEDIA_MIME, type InputRecord, type NoteRecord } from '../core/result.ts';
 import { inspectImage, type ImageInspection } from '../imaging/inspect.ts';
 import { sniffMediaType } from '../imaging/sniff.ts';
@@ -60,6 +60,13 @@ export function classifyNote(bytes: Buffer): 'text' | 'json' | undefined {
   return 'text';
 }
 
+export interface AcceptOptions {
+  /** Send the run-case job in the case's transaction (else the caller runs the case itself). */
+  enqueue: boolean;
+  /** More writes that belong to the new case, in its transaction (an event row, say). */
+  inTransaction?: (tx: SqlExecutor, caseId: string) => Promise<void>;
+}
+
 /** A file already streamed into the store at `cases/<caseId>/input` (large uploads, whole slides). */
 export interface StoredUpload {
   caseId: string;
@@ -115,13 +122,15 @@ export function createIntake(deps: IntakeDeps) {
     return { width: base.width, height: base.height };
   }
 
-  async function insert(caseId: string, spec: PipelineSpec, input: InputRecord, upload: { metadata?: Record<string, unknown> | undefined; note?: Buffer | undefined }, noteFormat: 'text' | 'json' | undefined, enqueue: boolean) {
+  async function insert(caseId: string, spec: PipelineSpec, input: InputRecord, upload: { metadata?: Record<string, unknown> | undefined; note?: Buffer | undefined }, noteFormat: 'text' | 'json' | undefined, options: AcceptOptions) {
+    const { enqueue } = options;
     const note: NoteRecord | undefined = upload.note && noteFormat
       ? await deps.objects.put(`cases/${caseId}/note`, upload.note).then((o) => ({ objectKey: o.key, sha256: o.sha256, bytes: o.bytes, format: noteFormat }))
       : undefined;
     await deps.db.transaction(async (tx) => {
       await insertCase(tx, { id: caseId, pipeline: spec.name, pipelineVersion: spec.version, status: 'queued', input, metadata: upload.metadata ?? {}, note });
       if (enqueue) await deps.queue.send(RUN_CASE_QUEUE, { caseId }, { tx });
+      await options.inTransaction?.(tx, caseId);
     });
     if (enqueue) deps.queue.wake(RUN_CASE_QUEUE);
   }
@@ -129,7 +138,7 @@ export function createIntake(deps: IntakeDeps) {
   const isSlideFor = (spec: PipelineSpec, head: Uint8Array) => spec.accepts.includes('slide') && safeSniff(head) === 'tiff';
 
   /** Accepts a file already in the store; deletes it again when it is refused. */
-  async function acceptStored(upload: StoredUpload, options: { enqueue: boolean }): Promise<{ caseId: string; input: InputRecord }> {
+  async function acceptStored(upload: StoredUpload, options: AcceptOptions): Promise<{ caseId: string; input: InputRecord }> {
     const { caseId, stored } = upload;
     try {
       const spec = deps.pipelines.get(upload.pipeline);
@@ -146,15 +155,16 @@ export function createIntake(deps: IntakeDeps) {
         const info = await checkImage(await deps.objects.get(stored.key), spec);
         input = { objectKey: stored.key, sha256: stored.sha256, bytes: stored.bytes, mediaType: info.mediaType, mimeType: MEDIA_MIME[info.mediaType], width: info.width, height: info.height };
       }
-      await insert(caseId, spec, input, upload, noteFormat, options.enqueue);
+      await insert(caseId, spec, input, upload, noteFormat, options);
       return { caseId, input };
     } catch (e) {
       await deps.objects.delete(stored.key).catch(() => undefined);
+      await deps.objects.delete(`cases/${caseId}/note`).catch(() => undefined);
       throw e;
     }
   }
 
-  async function accept(upload: NewCase, options: { enqueue: boolean }): Promise<{ caseId: string; input: InputRecord }> {
+  async function accept(upload: NewCase, options: AcceptOptions): Promise<{ caseId: string; input: InputRecord }> {
     const spec = deps.pipelines.get(upload.pipeline);
     if (isSlideFor(spec, upload.bytes)) {
       if (!options.enqueue) {
@@ -178,7 +188,14 @@ export function createIntake(deps: IntakeDeps) {
       width: info.width,
       height: info.height,
     };
-    await insert(caseId, spec, input, upload, noteFormat, options.enqueue);
+    try {
+      await insert(caseId, spec, input, upload, noteFormat, options);
+    } catch (e) {
+      // Nothing of a refused case stays behind (the transaction rolled the rows back).
+      await deps.objects.delete(stored.key).catch(() => undefined);
+      await deps.objects.delete(`cases/${caseId}/note`).catch(() => undefined);
+      throw e;
+    }
     return { caseId, input };
   }
   return { accept, acceptStored };
