@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { suggestBilling } from '../../clinical/billing.ts';
 import { ClinicalFeatures, Recommendation } from '../../core/report.ts';
 import { defineStage } from '../stage.ts';
-import { optionalOutput } from './llm-recommend.ts';
+import { optionalOutput, StageRef } from './llm-recommend.ts';
 
 const ClassifyOutput = z.object({ probabilities: z.record(z.string(), z.number()) });
 
@@ -11,7 +11,7 @@ export const billingSuggestStage = defineStage({
   name: 'billing.suggest',
   description: 'Suggests ICD-10-CM and CPT codes, with a rationale each, from the findings, features and recommendation.',
   params: z.object({
-    findingsStage: z.string().default('classify'),
+    findingsStage: StageRef.default('classify'),
     clinicalStage: z.string().default('note'),
     recommendStage: z.string().default('recommend'),
   }).strict(),

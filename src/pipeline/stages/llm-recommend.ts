@@ -25,11 +25,21 @@ export function detachedLlmDeps(label: string): LlmStageDeps {
 }
 
 /** Reads an earlier stage's output if the pipeline has that stage and it produced the expected shape. */
-export function optionalOutput<T>(ctx: StageContext<unknown>, stageId: string | undefined, schema: z.ZodType<T>): T | undefined {
-  if (!stageId || !ctx.outputs.has(stageId)) return undefined;
-  const parsed = schema.safeParse(ctx.outputs.get(stageId));
-  return parsed.success ? parsed.data : undefined;
+/**
+ * The output of an earlier stage, if it ran and has that shape. Given several stage ids (the branches
+ * of a route, of which one ran), the first that ran.
+ */
+export function optionalOutput<T>(ctx: StageContext<unknown>, stageId: string | readonly string[] | undefined, schema: z.ZodType<T>): T | undefined {
+  for (const id of typeof stageId === 'string' ? [stageId] : stageId ?? []) {
+    if (!ctx.outputs.has(id)) continue;
+    const parsed = schema.safeParse(ctx.outputs.get(id));
+    if (parsed.success) return parsed.data;
+  }
+  return undefined;
 }
+
+/** A stage id, or several of which the first that ran is used (routed pipelines). */
+export const StageRef = z.union([z.string(), z.array(z.string()).min(1)]);
 
 /**
  * What of a recommendation may enter a prompt: for an escalation, the reason codes and features with a
@@ -67,7 +77,7 @@ export function createLlmRecommendStage(deps: LlmStageDeps) {
     description: 'Writes differential diagnoses, follow-up tests and treatment considerations with a versioned prompt (offline rules unless an LLM endpoint is configured).',
     params: z.object({
       prompt: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).default('treatment-recommendation'),
-      findingsStage: z.string().default('classify'),
+      findingsStage: StageRef.default('classify'),
       clinicalStage: z.string().default('note'),
       recommendStage: z.string().default('recommend'),
     }).strict(),
