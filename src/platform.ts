@@ -10,6 +10,10 @@ import { createLlmProvider, createOfflineProvider, ensureDefaultPrompts } from '
 import { createModelCatalog, type ModelCatalog } from './models/catalog.ts';
 import { createIntake, RUN_CASE_QUEUE, type Intake } from './pipeline/intake.ts';
 import { createEventIntake, folderObjectSource, type EventIntake } from './pipeline/events.ts';
+import { createDicomIngest, type DicomIngest } from './pipeline/dicom-ingest.ts';
+import { readInstanceIds } from './imaging/dicom-ids.ts';
+import { serverDeidentificationKey } from './dicom/deid-key.ts';
+import { deidentifyDicom, type DeidentificationKey } from './dicom/deidentify/index.ts';
 import { createRunner, type Runner, type RunnerLog } from './pipeline/runner.ts';
 import { loadPipelineCatalog, type PipelineCatalog } from './pipeline/spec.ts';
 import { createBuiltinStages } from './pipeline/stages/index.ts';
@@ -35,6 +39,8 @@ export interface Platform {
   pipelines: PipelineCatalog;
   runner: Runner;
   intake: Intake;
+  /** DICOM instances from the network, de-identified, grouped into studies that become cases. */
+  dicom: DicomIngest;
   /** Cases from object-store events and the watched folder. */
   events: EventIntake;
   /** Whole-slide tile batches; undefined when the platform was opened without a queue. */
@@ -103,9 +109,19 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
       ...(options.log ? { log: options.log } : {}),
     });
     const intake = createIntake({ db, objects, queue, pipelines, limits: { ...limits, maxSlideBytes: config.limits.maxSlideBytes } });
+    let deidKey: Promise<DeidentificationKey> | undefined;
+    const dicom = createDicomIngest({
+      db, objects, intake, pipeline: config.dicom.pipeline, quietSeconds: config.dicom.quietSeconds,
+      readIds: readInstanceIds,
+      async prepare(bytes) {
+        deidKey ??= serverDeidentificationKey(config.dataDir);
+        const outcome = deidentifyDicom(bytes, { key: await deidKey, maxBytes: config.limits.maxBytes });
+        return outcome.status === 'released' ? { status: 'released', bytes: outcome.bytes } : outcome;
+      },
+    });
     const events = createEventIntake({ db, intake, source: folderObjectSource(config.events.inboxDir ?? path.join(config.dataDir, 'inbox')), pipeline: config.events.pipeline });
     return {
-      config, db, objects, queue, models, stages, pipelines, runner, intake, fanOut, events,
+      config, db, objects, queue, models, stages, pipelines, runner, intake, fanOut, events, dicom,
       async close() {
         await queue.stop();
         await models.close();

@@ -7,6 +7,7 @@ import { healthRoutes } from './routes/health.ts';
 import { caseRoutes } from './routes/v1/cases.ts';
 import { slideRoutes } from './routes/v1/slides.ts';
 import { eventRoutes } from './routes/v1/events.ts';
+import { dicomWebRoutes } from './routes/dicomweb.ts';
 
 export interface BuildOptions {
   /** A pino logger; without one the app logs nothing (tests). */
@@ -31,5 +32,6 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
   await app.register(caseRoutes(platform), { prefix: '/v1' });
   await app.register(slideRoutes(platform), { prefix: '/v1' });
   await app.register(eventRoutes(platform), { prefix: '/v1' });
+  await app.register(dicomWebRoutes(platform), { prefix: '/dicomweb' });
   return app;
 }

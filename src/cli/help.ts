@@ -1,6 +1,8 @@
 import type { ParseArgsConfig } from 'node:util';
 import { PROMPTS_COMMAND } from './prompts.ts';
 import { SLIDE_COMMAND } from './slide.ts';
+import { DICOM_COMMAND } from './dicom-info.ts';
+import { DICOM_DEIDENTIFY_COMMAND } from './dicom-deidentify.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -56,6 +58,12 @@ export const COMMANDS = {
     usage: SLIDE_COMMAND.usage,
     options: SLIDE_COMMAND.options as Options,
     details: SLIDE_COMMAND.details,
+  },
+  dicom: {
+    summary: 'DICOM files: describe one (info) or de-identify one (deidentify).',
+    usage: `${DICOM_COMMAND.usage}\n       ${DICOM_DEIDENTIFY_COMMAND.usage}`,
+    options: { ...DICOM_COMMAND.options, ...DICOM_DEIDENTIFY_COMMAND.options } as Options,
+    details: [...DICOM_COMMAND.details, '', ...DICOM_DEIDENTIFY_COMMAND.details],
   },
   pipelines: {
     summary: 'List the pipelines and the registered stages.',

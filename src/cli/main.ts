@@ -133,6 +133,14 @@ async function run(argv: string[]): Promise<number> {
       const { slideCommand } = await import('./slide.ts');
       return slideCommand(rest);
     }
+    case 'dicom': {
+      // The dicom actions parse their own options and need no database.
+      const [action, ...args] = rest;
+      if (action === 'info') return (await import('./dicom-info.ts')).dicomInfo(args);
+      if (action === 'deidentify') return (await import('./dicom-deidentify.ts')).dicomDeidentify(args);
+      process.stderr.write(`dxflow dicom: give an action, info or deidentify\n\n${commandHelp('dicom')}`);
+      return 2;
+    }
     case 'pipelines': {
       const { listPipelines } = await import('./analyze.ts');
       return listPipelines(config);

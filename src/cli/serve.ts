@@ -8,6 +8,8 @@ import type { SqlExecutor } from '../core/ports.ts';
 import { openPlatform } from '../platform.ts';
 import { startCaseWorker } from '../worker/run-case.ts';
 import { startFolderWatcher } from '../worker/watch-folder.ts';
+import { startDicomScp } from '../worker/dicom-scp.ts';
+import type { StoreScp } from '../dicom/net/index.ts';
 
 /**
  * The local API key: generated on first start, kept (mode 0600) in the data folder so it survives
@@ -37,6 +39,7 @@ export async function serve(config: Config): Promise<number> {
     app: Awaited<ReturnType<typeof build>>;
     worker: Awaited<ReturnType<typeof startCaseWorker>> | undefined;
     watcher: ReturnType<typeof startFolderWatcher> | undefined;
+    scp: StoreScp | undefined;
     address: string;
     key: Awaited<ReturnType<typeof ensureLocalApiKey>>;
   };
@@ -48,13 +51,14 @@ export async function serve(config: Config): Promise<number> {
     const watcher = config.events.watchDir
       ? startFolderWatcher(config.events.watchDir, platform.events, { intervalMs: config.events.watchIntervalMs, log: log.child({ component: 'watcher' }) })
       : undefined;
-    started = { app, worker, watcher, address, key };
+    const scp = config.dicom.scpPort > 0 ? await startDicomScp(platform, log.child({ component: 'dicom-scp' })) : undefined;
+    started = { app, worker, watcher, scp, address, key };
   } catch (e) {
     // A port in use or a bad model must not leave the database and queue open behind a dead server.
     await platform.close().catch(() => undefined);
     throw e;
   }
-  const { app, worker, watcher, address } = started;
+  const { app, worker, watcher, scp, address } = started;
   const { key, file, fresh } = started.key;
 
   const where = platform.db.kind === 'pglite' ? `embedded PGlite in ${path.resolve(config.dataDir, 'db')}` : 'PostgreSQL (DXFLOW_DATABASE_URL)';
@@ -63,6 +67,7 @@ export async function serve(config: Config): Promise<number> {
     `dxflow listening on ${address}`,
     `  database: ${where}`,
     `  API key:  ${key}${fresh ? '  (new; saved in ' : '  (from '}${file})`,
+    ...(scp ? [`  DICOM:    C-STORE SCP on port ${scp.port}, AE title ${config.dicom.aeTitle}; STOW-RS at ${address}/dicomweb/studies`] : []),
     '',
     'Try it:',
     `  curl -s -H "Authorization: Bearer ${key}" -F image=@samples/tissue-tumour-like.png ${address}/v1/predict`,
@@ -75,6 +80,7 @@ export async function serve(config: Config): Promise<number> {
     stopping = true;
     log.info({ signal }, 'shutting down: draining requests and jobs');
     await watcher?.stop();
+    await scp?.close();
     await app.close();
     await worker?.stop();
     await platform.close();

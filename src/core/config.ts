@@ -47,6 +47,18 @@ export const Config = z.object({
     /** A slide whose tile batches show no progress for this long is planned again (lost batches re-sent). */
     waitSeconds: positiveInt.default(600),
   }).strict().default({ enabled: true, concurrency: 1, leaseSeconds: 120, tileConcurrency: 2, waitSeconds: 600 }),
+  dicom: z.object({
+    /** Port of the DIMSE C-STORE SCP started by `dxflow serve`; 0 = no SCP. */
+    scpPort: z.coerce.number().int().min(0).max(65535).default(0),
+    /** The SCP's AE title; associations called to any other title are refused. */
+    aeTitle: z.string().regex(/^[\x20-\x5b\x5d-\x7e]{1,16}$/, '1 to 16 printable characters without a backslash').default('DXFLOW'),
+    /** A study becomes a case once no instance of it arrived for this long. */
+    quietSeconds: positiveInt.default(30),
+    /** Pipeline of the cases DICOM studies become. */
+    pipeline: z.string().min(1).default('image-classify'),
+    /** Most instances in one STOW-RS request. */
+    stowMaxParts: positiveInt.default(1000),
+  }).strict().default({ scpPort: 0, aeTitle: 'DXFLOW', quietSeconds: 30, pipeline: 'image-classify', stowMaxParts: 1000 }),
   events: z.object({
     /** Pipeline of cases created from object events and the watched folder. */
     pipeline: z.string().min(1).default('photo-triage'),
@@ -76,7 +88,7 @@ export const Config = z.object({
 
 export type Config = z.infer<typeof Config>;
 
-const KNOWN_NESTED = ['limits', 'onnx', 'worker', 'retry', 'llm', 'events'] as const;
+const KNOWN_NESTED = ['limits', 'onnx', 'worker', 'retry', 'llm', 'events', 'dicom'] as const;
 
 function camelToEnv(path: string[]): string {
   return 'DXFLOW_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
@@ -92,7 +104,7 @@ function envToPath(name: string): string[] | undefined {
 }
 
 /** Env variables that are not configuration keys (read elsewhere) and must not trip the strict check. */
-const NOT_CONFIG = new Set(['DXFLOW_CONFIG', 'DXFLOW_TEST_DATABASE_URL']);
+const NOT_CONFIG = new Set(['DXFLOW_CONFIG', 'DXFLOW_TEST_DATABASE_URL', 'DXFLOW_DEID_KEY']);
 
 export function loadConfig(env: Record<string, string | undefined>, file: Record<string, unknown> = {}): Config {
   const merged: Record<string, unknown> = structuredClone(file);

@@ -21,6 +21,10 @@ const ISSUE_TYPE: Readonly<Record<ErrorCode, IssueType>> = {
   IMAGE_TOO_LARGE: 'too-costly', // "stopped to protect server resources": decoding would exceed the pixel limit
   FILE_TOO_LARGE: 'too-long', // "provided content is too long (typically, this is a denial of service protection)"
   DICOM_PIXELS_UNSUPPORTED: 'not-supported',
+  DICOM_NO_IMAGE: 'not-supported', // a valid DICOM object of a kind (report, plan, directory) that is not an image
+  DICOM_TOO_COMPLEX: 'too-costly', // "stopped to protect server resources": too many elements or too long to read
+  DICOM_DEFLATE_BOMB: 'too-costly', // inflating the data set would exceed the byte limit
+  DICOM_QUARANTINED: 'business-rule', // valid content that the de-identification policy holds back for a person to review
   MISSING_FILE: 'required',
   INVALID_METADATA: 'invalid',
   INVALID_REQUEST: 'invalid',

@@ -67,8 +67,23 @@ export async function startCaseWorker(platform: Platform, log: WorkerLog): Promi
     });
   }
 
+  // DICOM studies whose instances stopped arriving become cases (in any worker; the study row is claimed
+  // in the case's transaction).
+  let completing = Promise.resolve();
+  const studies = setInterval(() => {
+    completing = completing.then(async () => {
+      for (const s of await platform.dicom.completeQuietStudies()) {
+        if (s.caseId) log.info({ caseId: s.caseId }, 'a DICOM study became a case');
+        else if (s.error) log.warn({ code: s.error.code }, 'no instance of a DICOM study could be analysed');
+      }
+    }).catch((e: unknown) => log.warn({ err: String(e) }, 'DICOM study completion failed'));
+  }, Math.max(1000, (config.dicom.quietSeconds * 1000) / 2));
+  studies.unref();
+
   return {
     async stop() {
+      clearInterval(studies);
+      await completing;
       clearInterval(sweeper);
     },
   };
