@@ -98,7 +98,7 @@ export async function openPlatform(config: Config, options: OpenOptions = {}): P
     };
     const owner = `${process.pid}-${randomUUID().slice(0, 8)}`;
     const fanOut = options.withQueue === false ? undefined : createTileFanOut({ db, objects, queue, models, owner, waitSeconds: config.worker.waitSeconds });
-    const stages = createBuiltinStages({ models, limits, llm, fanOut });
+    const stages = createBuiltinStages({ models, limits, llm, fanOut, objects });
     const pipelines = await loadPipelineCatalog(config.pipelinesDir, stages);
     const runner = createRunner({
       db, objects, stages, pipelines,

@@ -60,15 +60,17 @@ async function analyzeSlide(platform: Platform, request: AnalyzeRequest, note: B
     for (;;) {
       const result = await readCase(platform.db, caseId);
       if (!result) throw new AppError('CASE_NOT_FOUND', `Case ${caseId} disappeared`);
-      if (result.status === 'succeeded' || result.status === 'failed') return result;
+      const finished = result.status === 'succeeded' || result.status === 'failed';
       const p = result.progress[0];
-      if (p && p.tilesTotal > 0) {
+      // The last line always says where the tiles ended, even when the case finished between two looks.
+      if (p && p.tilesTotal > 0 && (!finished || reported < 10)) {
         const percent = Math.floor((100 * p.tilesDone) / p.tilesTotal);
         // On a terminal one line that updates; in a log every tenth.
         if (process.stderr.isTTY) process.stderr.write(`\rtiles ${p.tilesDone}/${p.tilesTotal} (${percent} %)`);
         else if (Math.floor(percent / 10) > reported) process.stderr.write(`tiles ${p.tilesDone}/${p.tilesTotal} (${percent} %)\n`);
         reported = Math.floor(percent / 10);
       }
+      if (finished) return result;
       await new Promise((r) => setTimeout(r, 250));
     }
   } finally {

@@ -83,9 +83,42 @@ export const OnnxManifest = z.object({
     /** µm per pixel assumed for slides that do not record their resolution; unset → such slides are refused. */
     fallbackMpp: z.number().positive().optional(),
   }).strict().optional(),
+  /**
+   * For object detectors: how the output is read (src/models/detector.ts). `yolo`: one row per
+   * prediction, (cx, cy, w, h, objectness, one score per label), as [N, rows, 5 + C] or [N, 5 + C, rows];
+   * a detection's score is objectness × its best class score. Absent for classifiers.
+   */
+  detection: z.object({
+    format: z.literal('yolo'),
+    /** Which axis holds the rows; inferred from the output's shape when unset. */
+    layout: z.enum(['rows', 'columns']).optional(),
+    /** Box values in model-input pixels (`pixels`) or as fractions of the input size (`normalized`). */
+    boxes: z.enum(['pixels', 'normalized']).default('pixels'),
+    /** Detections scoring below this (objectness × class score) are dropped. */
+    scoreThreshold: z.number().min(0).max(1).default(0.25),
+    /** Non-maximum suppression: a box overlapping a better box of the same label by more than this IoU is dropped. */
+    iouThreshold: z.number().min(0).max(1).default(0.45),
+    maxDetections: z.number().int().positive().max(1000).default(100),
+    /** Fill of the letterbox borders (preprocess fit `contain`), 8-bit RGB. */
+    padColour: z.tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255), z.number().int().min(0).max(255)]).default([114, 114, 114]),
+    /** One label per class score, in output order; the same codes as outputs.labels. */
+    labels: z.array(Label).min(1),
+  }).strict().optional(),
 }).superRefine((m, ctx) => {
   if (m.tiles && !m.outputs.labels.some((l) => l.code === m.tiles?.scoreClass)) {
     ctx.addIssue({ code: 'custom', path: ['tiles', 'scoreClass'], message: `"${m.tiles.scoreClass}" is not one of the output labels` });
+  }
+  if (m.detection) {
+    const codes = m.outputs.labels.map((l) => l.code).join(', ');
+    if (m.detection.labels.map((l) => l.code).join(', ') !== codes) {
+      ctx.addIssue({ code: 'custom', path: ['detection', 'labels'], message: `must list the same codes in the same order as outputs.labels (${codes})` });
+    }
+    if (m.outputs.activation === 'softmax') {
+      ctx.addIssue({ code: 'custom', path: ['outputs', 'activation'], message: 'a detector scores each row on its own: use "none" (scores are probabilities) or "sigmoid" (scores are logits)' });
+    }
+    if (m.inputs.preprocess.resize.fit === 'cover') {
+      ctx.addIssue({ code: 'custom', path: ['inputs', 'preprocess', 'resize', 'fit'], message: 'a detector must see the whole image: use "contain" (letterbox) or "fill"' });
+    }
   }
 });
 export type OnnxManifest = z.infer<typeof OnnxManifest>;

@@ -142,7 +142,22 @@ export const Billing = z.object({
 export type Billing = z.infer<typeof Billing>;
 
 /** What a stage may contribute to the result; merged across stages in order. */
+const Box = z.object({ x: z.number(), y: z.number(), width: z.number(), height: z.number() });
+
+/** What an object detector found on the image, and the stored crop of the best detection. */
+export const DetectionReport = z.object({
+  model: z.string(),
+  version: z.string(),
+  image: z.object({ width: z.number().int(), height: z.number().int() }),
+  /** Best first; boxes in image pixels. */
+  detections: z.array(z.object({ label: z.string(), display: z.string(), score: z.number().min(0).max(1), box: Box })),
+  /** The best detection's padded crop (served at /v1/cases/:id/files/<name>), or null when nothing was found. */
+  crop: z.object({ objectKey: z.string(), width: z.number().int(), height: z.number().int(), region: Box }).nullable(),
+});
+export type DetectionReport = z.infer<typeof DetectionReport>;
+
 export const ReportParts = z.object({
+  detection: DetectionReport.optional(),
   clinical: ClinicalFeatures.optional(),
   recommendation: Recommendation.optional(),
   shap: z.array(ShapExplanation).optional(),

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ModelRef } from './model-ref.ts';
-import { Billing, ClinicalFeatures, Heatmap, LlmRecommendation, Recommendation, ShapExplanation } from './report.ts';
+import { Billing, ClinicalFeatures, DetectionReport, Heatmap, LlmRecommendation, Recommendation, ShapExplanation } from './report.ts';
 
 // The result contract (DESIGN.md §4). These schemas are also the API response allowlists: nothing that
 // is not listed here (PHI from metadata, raw pixels) is ever serialised.
@@ -93,6 +93,7 @@ export const CaseResult = z.object({
   models: z.array(ModelRef),
   timings: z.array(StageTiming),
   progress: z.array(StageProgress),
+  detection: DetectionReport.nullable(),
   clinical: ClinicalFeatures.nullable(),
   recommendation: Recommendation.nullable(),
   explanations: z.object({ shap: z.array(ShapExplanation), heatmaps: z.array(Heatmap) }),

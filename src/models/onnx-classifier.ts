@@ -52,6 +52,7 @@ function activate(values: Float32Array, activation: 'softmax' | 'sigmoid' | 'non
 export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxOptions): Promise<ImageClassifier> {
   const loaded = requireKind(anyKind, 'onnx');
   const { manifest } = loaded;
+  if (manifest.detection) throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name} is an object detector; use it with the model.detect stage`);
   const bytes = await readVerifiedArtifact(loaded);
   let session: ort.InferenceSession;
   try {

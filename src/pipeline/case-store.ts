@@ -77,11 +77,12 @@ export async function readNoteRecord(db: SqlExecutor, id: string): Promise<NoteR
 }
 
 /** Merges what stages contributed to the report, in stage order: later parts win, lists add up. */
-export function mergeReportParts(parts: readonly ReportParts[]): Pick<CaseResult, 'clinical' | 'recommendation' | 'explanations' | 'llm' | 'billing'> {
-  const merged: Pick<CaseResult, 'clinical' | 'recommendation' | 'explanations' | 'llm' | 'billing'> = {
-    clinical: null, recommendation: null, explanations: { shap: [], heatmaps: [] }, llm: null, billing: null,
+export function mergeReportParts(parts: readonly ReportParts[]): Pick<CaseResult, 'detection' | 'clinical' | 'recommendation' | 'explanations' | 'llm' | 'billing'> {
+  const merged: Pick<CaseResult, 'detection' | 'clinical' | 'recommendation' | 'explanations' | 'llm' | 'billing'> = {
+    detection: null, clinical: null, recommendation: null, explanations: { shap: [], heatmaps: [] }, llm: null, billing: null,
   };
   for (const p of parts) {
+    if (p.detection) merged.detection = p.detection;
     if (p.clinical) merged.clinical = p.clinical;
     if (p.recommendation) merged.recommendation = p.recommendation;
     if (p.llm) merged.llm = p.llm;

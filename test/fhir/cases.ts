@@ -61,6 +61,7 @@ export function succeededCase(): CaseResult {
     ],
     note: null,
     progress: [],
+    detection: null,
 
     clinical: null,
     recommendation: null,
@@ -92,6 +93,7 @@ export function failedCase(): CaseResult {
     timings: [{ stage: 'validate', uses: 'image.validate', status: 'failed', attempts: 1, durationMs: 1.1, startedAt: '2025-03-14T10:01:07.400Z', finishedAt: '2025-03-14T10:01:07.401Z' }],
     note: null,
     progress: [],
+    detection: null,
 
     clinical: null,
     recommendation: null,
@@ -137,6 +139,7 @@ export function twoModelCase(): CaseResult {
     ],
     note: null,
     progress: [],
+    detection: null,
 
     clinical: null,
     recommendation: null,
@@ -218,6 +221,7 @@ export function recommendedCase(): CaseResult {
     models: [IMAGE_CLASSIFIER, TREATMENT_RECOMMENDER],
     timings: treatmentTimings('2025-04-02'),
     progress: [],
+    detection: null,
 
     clinical: {
       values: { age: 67, sex: 'male', psa: 12.4, grade_group: 3, t_stage: 2.2, pct_positive_cores: 41.7, prior_treatment: false },
@@ -331,6 +335,7 @@ export function abstainedCase(): CaseResult {
     models: [IMAGE_CLASSIFIER, TREATMENT_RECOMMENDER],
     timings: treatmentTimings('2025-04-03'),
     progress: [],
+    detection: null,
 
     clinical: {
       values: { age: 71, sex: 'male', psa: null, grade_group: 2, t_stage: 1.3, pct_positive_cores: 25, prior_treatment: false },

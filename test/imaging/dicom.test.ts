@@ -176,7 +176,7 @@ test('sequences nested deeper than any real data set are CORRUPT_IMAGE, not a st
   assert.match(error.message, /nested more than 32 deep/);
 });
 
-test('JPEG Baseline transfer syntax: the header is read, pixel decoding is DICOM_PIXELS_UNSUPPORTED naming the syntax', async (t) => {
+test('JPEG Baseline transfer syntax: the header is read and the pixels are decoded', async (t) => {
   const jpeg = await sharp(Buffer.alloc(16 * 8, 128), { raw: { width: 16, height: 8, channels: 1 } }).toColourspace('b-w').jpeg().toBuffer();
   const file = dicomFile({
     transferSyntax: TS.jpegBaseline,
@@ -184,26 +184,39 @@ test('JPEG Baseline transfer syntax: the header is read, pixel decoding is DICOM
   });
   assertDcmtkReads(t, file, 'jpeg-baseline', 8, 16);
   assert.deepEqual(inspectImage(file, LIMITS), { mediaType: 'dicom', mimeType: 'application/dicom', width: 16, height: 8, frames: 1 });
+  const rgb = await decodeRgb(file, 'dicom', readImageHeader(file, 'dicom'), LIMITS);
+  assert.equal(rgb.width, 16);
+  assert.equal(rgb.height, 8);
+  // A flat image has no range: the min–max window maps every pixel to black.
+  assert.ok(rgb.data.every((v) => v === 0));
+});
+
+test('an MPEG2 transfer syntax: the header is read, pixel decoding is DICOM_PIXELS_UNSUPPORTED naming the syntax', async () => {
+  const file = dicomFile({
+    transferSyntax: '1.2.840.10008.1.2.4.100',
+    elements: [...imageElements({ rows: 8, columns: 16 }), { tag: 0x7fe00010, vr: 'OB', fragments: [Buffer.from([0, 0, 1, 0xb3])] }],
+  });
+  assert.deepEqual(inspectImage(file, LIMITS), { mediaType: 'dicom', mimeType: 'application/dicom', width: 16, height: 8, frames: 1 });
   const error = await decodeError(file);
   assert.equal(error.code, 'DICOM_PIXELS_UNSUPPORTED');
-  assert.match(error.message, /1\.2\.840\.10008\.1\.2\.4\.50 \(JPEG Baseline \(Process 1\)\)/);
+  assert.match(error.message, /1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main Profile \/ Main Level\)/);
   assert.equal(error.status, 422);
 });
 
-test('an unsupported photometric interpretation (YBR_FULL) is DICOM_PIXELS_UNSUPPORTED', async () => {
+test('an unsupported photometric interpretation (CMYK, retired) is DICOM_PIXELS_UNSUPPORTED', async () => {
   const file = dicomFile({
-    elements: [...imageElements({ rows: 1, columns: 2, samplesPerPixel: 3, photometric: 'YBR_FULL', planarConfiguration: 0 }), pixelData(Buffer.alloc(6), 'OB')],
+    elements: [...imageElements({ rows: 1, columns: 2, samplesPerPixel: 4, photometric: 'CMYK', planarConfiguration: 0 }), pixelData(Buffer.alloc(8), 'OB')],
   });
   const error = await decodeError(file);
   assert.equal(error.code, 'DICOM_PIXELS_UNSUPPORTED');
-  assert.match(error.message, /YBR_FULL/);
+  assert.match(error.message, /CMYK/);
 });
 
-test('an explicit VR big endian data set is refused with DICOM_PIXELS_UNSUPPORTED', () => {
-  const file = dicomFile({ transferSyntax: TS.explicitBig, elements: [] });
+test('a JPIP Referenced Deflate data set (pixels on a JPIP server, not in the file) is refused with DICOM_PIXELS_UNSUPPORTED', () => {
+  const file = dicomFile({ transferSyntax: '1.2.840.10008.1.2.4.95', elements: [] });
   const error = headerError(file);
   assert.equal(error.code, 'DICOM_PIXELS_UNSUPPORTED');
-  assert.match(error.message, /Explicit VR Big Endian/);
+  assert.match(error.message, /JPIP Referenced Deflate/);
 });
 
 test('an element whose length runs past the end of the file is CORRUPT_IMAGE (dcmtk refuses it too)', (t) => {

@@ -72,5 +72,5 @@ test('the shipped pipelines load against the built-in stages', async () => {
     llm: detachedLlmDeps('production'),
   });
   const catalog = await loadPipelineCatalog('pipelines', stages);
-  assert.deepEqual(catalog.list().map((p) => p.name).sort(), ['image-classify', 'image-treatment', 'wsi-prognosis']);
+  assert.deepEqual(catalog.list().map((p) => p.name).sort(), ['image-classify', 'image-treatment', 'photo-triage', 'wsi-prognosis']);
 });

@@ -10,6 +10,9 @@ import { createImageValidateStage } from './image-validate.ts';
 import { createModelClassifyStage } from './model-classify.ts';
 import { utilDelayStage } from './util-delay.ts';
 import { createSlideTilesStage } from './slide-tiles.ts';
+import { createModelClassifyCropStage, type ObjectReader } from './model-classify-crop.ts';
+import { createModelDetectStage } from './model-detect.ts';
+import { routeStage } from './route.ts';
 import type { TileFanOut } from '../tiles.ts';
 
 export interface StageDeps {
@@ -18,6 +21,8 @@ export interface StageDeps {
   llm: LlmStageDeps;
   /** Tile-batch fan-out; absent where no queue runs (listing, one-shot runs), where slide stages refuse. */
   fanOut?: TileFanOut | undefined;
+  /** Reads stored objects (crops); absent where stages are only listed. */
+  objects?: ObjectReader | undefined;
 }
 
 /** Every built-in stage, wired with its dependencies. Pipelines refer to them by name in `uses:`. */
@@ -31,6 +36,9 @@ export function createBuiltinStages(deps: StageDeps): StageRegistry {
     createLlmRecommendStage(deps.llm),
     billingSuggestStage,
     createSlideTilesStage({ models: deps.models, fanOut: deps.fanOut }),
+    createModelDetectStage(deps),
+    createModelClassifyCropStage(deps),
+    routeStage,
     utilDelayStage,
   ]);
 }

@@ -84,10 +84,12 @@ export function caseRoutes(platform: Platform): FastifyPluginAsync {
     }, async (request, reply) => {
       const { id, name } = request.params as { id: string; name: string };
       const result = await loadCase(id);
-      // Only derived images are served here: never the input or the note, which may carry PHI.
-      const heatmap = /^heatmap-[a-z0-9-]+\.png$/.test(name) ? result.explanations.heatmaps.find((h) => h.objectKey === `cases/${result.id}/${name}`) : undefined;
-      if (!heatmap) throw new AppError('OBJECT_NOT_FOUND', `Case ${result.id} has no file named ${name}`);
-      return reply.type('image/png').header('cache-control', 'private, max-age=3600').send(await platform.objects.get(heatmap.objectKey));
+      // Only derived images (heatmaps, detection crops) are served here: never the input or the note.
+      const key = `cases/${result.id}/${name}`;
+      const derived = /^(heatmap|crop)-[a-z0-9-]+\.png$/.test(name)
+        && (result.explanations.heatmaps.some((h) => h.objectKey === key) || result.detection?.crop?.objectKey === key);
+      if (!derived) throw new AppError('OBJECT_NOT_FOUND', `Case ${result.id} has no file named ${name}`);
+      return reply.type('image/png').header('cache-control', 'private, max-age=3600').send(await platform.objects.get(key));
     });
 
     app.get('/cases/:id/fhir', {
