@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { AppError } from '../../core/errors.ts';
-import type { StageContext } from '../stage.ts';
 import { defineStage } from '../stage.ts';
 
 // Branching inside a linear pipeline: `route` picks the first branch whose predicate holds and tells
