@@ -116,14 +116,14 @@ for (const factory of testDatabases()) {
     assert.deepEqual(created.map((c) => c.version).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
-  test(`the shipped prompt is seeded once as version 1 labelled production ${on}`, async (t) => {
+  test(`the shipped prompts are seeded once as version 1 labelled production ${on}`, async (t) => {
     const db = await openMigrated(factory, t);
-    assert.deepEqual(await ensureDefaultPrompts(db), { seeded: ['treatment-recommendation'] });
+    assert.deepEqual(await ensureDefaultPrompts(db), { seeded: ['photo-triage', 'treatment-recommendation'] });
     const shipped = await readFile(path.join(DEFAULT_PROMPTS_DIR, 'treatment-recommendation.v1.md'), 'utf8');
     const prod = await getPrompt(db, 'treatment-recommendation', { label: 'production' });
     assert.deepEqual([prod.version, prod.template, prod.createdBy], [1, shipped, 'dxflow']);
     assert.deepEqual(await ensureDefaultPrompts(db), { seeded: [] });
-    assert.equal((await listPrompts(db)).length, 1);
+    assert.equal((await listPrompts(db)).length, 2);
   });
 
   test(`seeding never touches a prompt the registry already has ${on}`, async (t) => {

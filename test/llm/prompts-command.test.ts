@@ -40,14 +40,15 @@ async function context(t: TestContext) {
   return { db, dir, run };
 }
 
-test('list shows the seeded default prompt with its label', async (t) => {
+test('list shows the seeded default prompts with their labels', async (t) => {
   const { run } = await context(t);
   const listed = await run('list');
   assert.equal(listed.code, 0, listed.stderr);
   const lines = listed.stdout.trimEnd().split('\n');
   assert.match(lines[0] ?? '', /^NAME\s+VERSION\s+LABELS\s+SHA256\s+CREATED\s+BY$/);
-  assert.match(lines[1] ?? '', /^treatment-recommendation\s+1\s+production\s+[0-9a-f]{12}\s+\d{4}-\d\d-\d\dT[\d:.]+Z\s+dxflow$/);
-  assert.equal(lines.length, 2);
+  assert.match(lines[1] ?? '', /^photo-triage\s+1\s+production\s+[0-9a-f]{12}\s+\d{4}-\d\d-\d\dT[\d:.]+Z\s+dxflow$/);
+  assert.match(lines[2] ?? '', /^treatment-recommendation\s+1\s+production\s+[0-9a-f]{12}\s+\d{4}-\d\d-\d\dT[\d:.]+Z\s+dxflow$/);
+  assert.equal(lines.length, 3);
 });
 
 test('show, edit, create and promote: the round trip an operator makes', async (t) => {
