@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import type { Platform } from '../platform.ts';
 import { registerApiKeyAuth } from './auth.ts';
+import { registerAudit } from './audit.ts';
 import { registerErrorHandling } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import { caseRoutes } from './routes/v1/cases.ts';
@@ -28,6 +29,7 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
     limits: { fileSize: platform.config.limits.maxBytes, files: 2, fields: 4, parts: 6, fieldSize: 64 * 1024 },
   });
   registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: new Set(['/healthz', '/readyz']) });
+  registerAudit(app, { db: platform.db, skipPaths: new Set(['/healthz', '/readyz']) });
   await app.register(healthRoutes(platform));
   await app.register(caseRoutes(platform), { prefix: '/v1' });
   await app.register(slideRoutes(platform), { prefix: '/v1' });

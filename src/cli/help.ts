@@ -65,6 +65,16 @@ export const COMMANDS = {
     options: { ...DICOM_COMMAND.options, ...DICOM_DEIDENTIFY_COMMAND.options } as Options,
     details: [...DICOM_COMMAND.details, '', ...DICOM_DEIDENTIFY_COMMAND.details],
   },
+  audit: {
+    summary: 'Check the audit trail: every record in order, none edited, removed or inserted.',
+    usage: 'dxflow audit verify',
+    options: {} as Options,
+    details: [
+      'verify     walks the hash chain from the first record; exit 0 and the head hash when intact,',
+      '           exit 1 naming the first record that was changed, removed or inserted.',
+      '           Keep the printed head hash elsewhere: it also proves that no record was cut from the end.',
+    ],
+  },
   pipelines: {
     summary: 'List the pipelines and the registered stages.',
     usage: 'dxflow pipelines',

@@ -141,6 +141,28 @@ async function run(argv: string[]): Promise<number> {
       process.stderr.write(`dxflow dicom: give an action, info or deidentify\n\n${commandHelp('dicom')}`);
       return 2;
     }
+    case 'audit': {
+      if (parsed.positionals[0] !== 'verify' || parsed.positionals.length !== 1) {
+        process.stderr.write(`dxflow audit: the action is verify\n\n${commandHelp('audit')}`);
+        return 2;
+      }
+      const { openDatabase } = await import('../adapters/db/database.ts');
+      const { migrate } = await import('../adapters/db/migrate.ts');
+      const { verifyAuditLog } = await import('../audit/log.ts');
+      const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        await migrate(db);
+        const result = await verifyAuditLog(db);
+        if (result.intact) {
+          process.stdout.write(`audit trail intact: ${result.records} records, head ${result.head}\n`);
+          return 0;
+        }
+        process.stdout.write(`audit trail BROKEN at record ${result.firstBadSeq}: ${result.problem} (${result.records} records verified before it)\n`);
+        return 1;
+      } finally {
+        await db.close();
+      }
+    }
     case 'pipelines': {
       const { listPipelines } = await import('./analyze.ts');
       return listPipelines(config);

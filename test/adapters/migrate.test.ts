@@ -36,9 +36,9 @@ for (const factory of testDatabases()) {
   test(`the shipped migrations create dxflow's tables, and a second run applies nothing ${on}`, async (t) => {
     const { db } = await factory.open(t);
     const first = await migrate(db);
-    assert.deepEqual(first.applied, ['001_cases.sql', '002_prompts.sql', '003_notes.sql', '004_tiles.sql', '005_skipped_stages.sql', '006_dicom_studies.sql']);
+    assert.deepEqual(first.applied, ['001_cases.sql', '002_prompts.sql', '003_notes.sql', '004_tiles.sql', '005_skipped_stages.sql', '006_dicom_studies.sql', '007_audit.sql']);
     assert.deepEqual(await tables(db), [
-      'dxflow_api_key', 'dxflow_case', 'dxflow_dicom_instance', 'dxflow_dicom_study', 'dxflow_event', 'dxflow_finding', 'dxflow_input', 'dxflow_migration', 'dxflow_note', 'dxflow_prompt', 'dxflow_prompt_label', 'dxflow_stage_run',
+      'dxflow_api_key', 'dxflow_audit', 'dxflow_case', 'dxflow_dicom_instance', 'dxflow_dicom_study', 'dxflow_event', 'dxflow_finding', 'dxflow_input', 'dxflow_migration', 'dxflow_note', 'dxflow_prompt', 'dxflow_prompt_label', 'dxflow_stage_run',
       'dxflow_tile_batch', 'dxflow_tile_plan', 'dxflow_tile_score',
     ]);
     const [row] = await db.query<{ sha256: string; applied_at: Date }>('SELECT sha256, applied_at FROM dxflow_migration ORDER BY name LIMIT 1');
