@@ -65,6 +65,16 @@ export const COMMANDS = {
     options: { ...DICOM_COMMAND.options, ...DICOM_DEIDENTIFY_COMMAND.options } as Options,
     details: [...DICOM_COMMAND.details, '', ...DICOM_DEIDENTIFY_COMMAND.details],
   },
+  keys: {
+    summary: 'API keys for machines: create (shown once), list, revoke.',
+    usage: 'dxflow keys create NAME | dxflow keys list | dxflow keys revoke ID',
+    options: {} as Options,
+    details: [
+      'create NAME   prints a new key once; only its sha256 is stored',
+      'list          id, name, created and revoked times (never the keys)',
+      'revoke ID     the key stops working on the next request',
+    ],
+  },
   audit: {
     summary: 'Check the audit trail: every record in order, none edited, removed or inserted.',
     usage: 'dxflow audit verify',

@@ -141,6 +141,35 @@ async function run(argv: string[]): Promise<number> {
       process.stderr.write(`dxflow dicom: give an action, info or deidentify\n\n${commandHelp('dicom')}`);
       return 2;
     }
+    case 'keys': {
+      const [action, arg] = parsed.positionals;
+      const { openDatabase } = await import('../adapters/db/database.ts');
+      const { migrate } = await import('../adapters/db/migrate.ts');
+      const keys = await import('../auth/api-keys.ts');
+      const valid = (action === 'create' || action === 'revoke') ? parsed.positionals.length === 2 : action === 'list' && parsed.positionals.length === 1;
+      if (!valid) {
+        process.stderr.write(`dxflow keys: create NAME, list or revoke ID\n\n${commandHelp('keys')}`);
+        return 2;
+      }
+      const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        await migrate(db);
+        if (action === 'create') {
+          const { id, key } = await keys.createApiKey(db, arg as string);
+          process.stdout.write(`${key}\n`);
+          process.stderr.write(`key ${id} created; it is shown only now, store it (only its sha256 is kept)\n`);
+        } else if (action === 'revoke') {
+          await keys.revokeApiKey(db, arg as string);
+          process.stdout.write(`key ${arg as string} revoked\n`);
+        } else {
+          process.stdout.write(`${'ID'.padEnd(36)}  ${'NAME'.padEnd(20)}  ${'CREATED'.padEnd(24)}  REVOKED\n`);
+          for (const k of await keys.listApiKeys(db)) process.stdout.write(`${k.id}  ${k.name.padEnd(20)}  ${k.createdAt}  ${k.revokedAt ?? '-'}\n`);
+        }
+        return 0;
+      } finally {
+        await db.close();
+      }
+    }
     case 'audit': {
       if (parsed.positionals[0] !== 'verify' || parsed.positionals.length !== 1) {
         process.stderr.write(`dxflow audit: the action is verify\n\n${commandHelp('audit')}`);
