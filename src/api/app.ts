@@ -3,6 +3,7 @@ import multipart from '@fastify/multipart';
 import type { Platform } from '../platform.ts';
 import { registerApiKeyAuth } from './auth.ts';
 import { registerAudit } from './audit.ts';
+import { registerMetrics } from './metrics.ts';
 import { registerErrorHandling } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import { caseRoutes } from './routes/v1/cases.ts';
@@ -28,8 +29,11 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
     throwFileSizeLimit: true,
     limits: { fileSize: platform.config.limits.maxBytes, files: 2, fields: 4, parts: 6, fieldSize: 64 * 1024 },
   });
-  registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: new Set(['/healthz', '/readyz']) });
-  registerAudit(app, { db: platform.db, skipPaths: new Set(['/healthz', '/readyz']) });
+  // Health checks and metrics (no ids, no case data) answer without a key, as probes and scrapers expect.
+  const open = new Set(['/healthz', '/readyz', '/metrics']);
+  registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: open });
+  registerAudit(app, { db: platform.db, skipPaths: open });
+  registerMetrics(app, { db: platform.db });
   await app.register(healthRoutes(platform));
   await app.register(caseRoutes(platform), { prefix: '/v1' });
   await app.register(slideRoutes(platform), { prefix: '/v1' });
