@@ -40,7 +40,7 @@ const KEY = 'bench-key-0123456789abcdef';
 /** An embedded dxflow on a free loopback port, in a throw-away data folder. */
 async function startServer() {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'dxflow-bench-'));
-  const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: KEY });
+  const config = loadConfig({ DXFLOW_DATA_DIR: dataDir, DXFLOW_LOG_LEVEL: 'silent', DXFLOW_API_KEY: KEY, DXFLOW_LIMITS_REQUESTS_PER_MINUTE: '1000000' });
   const platform = await openPlatform(config);
   const app = await build(platform);
   const address = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -1,7 +1,9 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import type { Platform } from '../platform.ts';
-import { registerApiKeyAuth } from './auth.ts';
+import rateLimit from '@fastify/rate-limit';
+import { AppError } from '../core/errors.ts';
+import { registerApiKeyAuth, requestAgent } from './auth.ts';
 import { registerAudit } from './audit.ts';
 import { registerMetrics } from './metrics.ts';
 import { registerErrorHandling } from './errors.ts';
@@ -33,6 +35,19 @@ export async function build(platform: Platform, options: BuildOptions = {}): Pro
   const open = new Set(['/healthz', '/readyz', '/metrics']);
   registerApiKeyAuth(app, { db: platform.db, configuredKey: platform.config.apiKey, publicPaths: open });
   registerAudit(app, { db: platform.db, skipPaths: open });
+  // After authentication (preHandler), so that each request is counted against its API key. Requests
+  // without a valid key are refused by authentication before they are counted.
+  await app.register(rateLimit, {
+    hook: 'preHandler',
+    max: platform.config.limits.requestsPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => {
+      const agent = requestAgent(request);
+      return agent ? `key:${agent}` : `ip:${request.ip}`;
+    },
+    allowList: (request) => open.has(request.routeOptions.url ?? ''),
+    errorResponseBuilder: (_request, context) => new AppError('RATE_LIMITED', `More than ${context.max} requests in a minute; send again in ${context.after}`),
+  });
   registerMetrics(app, { db: platform.db });
   await app.register(healthRoutes(platform));
   await app.register(caseRoutes(platform), { prefix: '/v1' });

@@ -31,9 +31,11 @@ export const Config = z.object({
     maxSlideBytes: positiveInt.default(32 * 1024 * 1024 * 1024),
     /** Largest width × height decoded, checked from the header before any pixel is allocated. */
     maxPixels: positiveInt.default(50_000_000),
+    /** Requests per minute per API key; 429 with Retry-After beyond. */
+    requestsPerMinute: positiveInt.default(1200),
     /** Longest a synchronous /v1/predict may take. */
     requestTimeoutMs: positiveInt.default(30_000),
-  }).strict().default({ maxBytes: 64 * 1024 * 1024, maxSlideBytes: 32 * 1024 * 1024 * 1024, maxPixels: 50_000_000, requestTimeoutMs: 30_000 }),
+  }).strict().default({ maxBytes: 64 * 1024 * 1024, maxSlideBytes: 32 * 1024 * 1024 * 1024, maxPixels: 50_000_000, requestsPerMinute: 1200, requestTimeoutMs: 30_000 }),
   onnx: z.object({
     intraOpThreads: z.coerce.number().int().min(0).max(256).default(1),
   }).strict().default({ intraOpThreads: 1 }),

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   INVALID_REQUEST: { status: 400, retryable: false, hint: 'Fix the request as described and send it again.' },
   // Auth
   UNAUTHENTICATED: { status: 401, retryable: false, hint: 'Send the API key printed at start as "Authorization: Bearer <key>" or "X-API-Key".' },
+  RATE_LIMITED: { status: 429, retryable: true, hint: 'Too many requests with this API key; wait the seconds given in Retry-After, then send again.' },
   // Resources
   CASE_NOT_FOUND: { status: 404, retryable: false, hint: 'Check the case id returned by POST /v1/cases.' },
   CASE_NOT_FINISHED: { status: 409, retryable: false, hint: 'The case is still being processed; poll GET /v1/cases/:id until status is "succeeded".' },

@@ -16,6 +16,7 @@ const ISSUE_TYPE: Readonly<Record<ErrorCode, IssueType>> = {
   EMPTY_FILE: 'required', // the image content is required and absent
   CORRUPT_IMAGE: 'invalid',
   TRUNCATED_IMAGE: 'invalid',
+  RATE_LIMITED: 'throttled', // too many requests from one key or address
   NO_TISSUE: 'business-rule', // the slide is valid but holds nothing the model may score
   SLIDE_REQUIRES_ASYNC: 'not-supported', // the synchronous endpoint does not take whole slides
   IMAGE_TOO_LARGE: 'too-costly', // "stopped to protect server resources": decoding would exceed the pixel limit
