@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.ts';
 import type { OnnxManifest } from '../core/manifest.ts';
 import type { ModelRef } from '../core/result.ts';
 import { readManifest, readVerifiedArtifact, requireKind, type LoadedManifest } from './manifest.ts';
-import type { OnnxOptions } from './onnx-classifier.ts';
+import { createOnnxSession, type OnnxOptions } from './onnx-classifier.ts';
 import { packBatch, type RgbImage } from './preprocess.ts';
 
 // Object detection with a YOLO-style ONNX model: letterbox the image as the manifest says, run the
@@ -221,17 +221,7 @@ export async function loadOnnxDetector(anyKind: LoadedManifest, options: OnnxOpt
   const loaded = requireKind(anyKind, 'onnx');
   const manifest = requireDetection(loaded);
   const bytes = await readVerifiedArtifact(loaded);
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(bytes, {
-      intraOpNumThreads: options.intraOpThreads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
-  } catch (e) {
-    throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: onnxruntime could not load ${loaded.artifactPath}: ${(e as Error).message}`, { cause: e });
-  }
+  const session = await createOnnxSession(bytes, loaded, options);
   for (const [what, name, names] of [['input', manifest.inputs.name, session.inputNames], ['output', manifest.outputs.name, session.outputNames]] as const) {
     if (!names.includes(name)) {
       await session.release();

@@ -48,23 +48,27 @@ function activate(values: Float32Array, activation: 'softmax' | 'sigmoid' | 'non
   return exps.map((e) => e / sum);
 }
 
-/** Loads an ONNX image classifier after checking its artifact against the manifest's sha256. */
-export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxOptions): Promise<ImageClassifier> {
-  const loaded = requireKind(anyKind, 'onnx');
-  const { manifest } = loaded;
-  if (manifest.detection) throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name} is an object detector; use it with the model.detect stage`);
-  const bytes = await readVerifiedArtifact(loaded);
-  let session: ort.InferenceSession;
+/** An onnxruntime session of a verified artifact, with the platform's threading; a load failure names the model. */
+export async function createOnnxSession(bytes: Uint8Array, loaded: Pick<LoadedManifest, 'artifactPath'> & { manifest: { name: string } }, options: OnnxOptions): Promise<ort.InferenceSession> {
   try {
-    session = await ort.InferenceSession.create(bytes, {
+    return await ort.InferenceSession.create(bytes, {
       intraOpNumThreads: options.intraOpThreads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
     });
   } catch (e) {
-    throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: onnxruntime could not load ${loaded.artifactPath}: ${(e as Error).message}`, { cause: e });
+    throw new AppError('MODEL_MANIFEST_INVALID', `${loaded.manifest.name}: onnxruntime could not load ${loaded.artifactPath}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/** Loads an ONNX image classifier after checking its artifact against the manifest's sha256. */
+export async function loadOnnxClassifier(anyKind: LoadedManifest, options: OnnxOptions): Promise<ImageClassifier> {
+  const loaded = requireKind(anyKind, 'onnx');
+  const { manifest } = loaded;
+  if (manifest.detection) throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name} is an object detector; use it with the model.detect stage`);
+  const bytes = await readVerifiedArtifact(loaded);
+  const session = await createOnnxSession(bytes, loaded, options);
   if (!session.inputNames.includes(manifest.inputs.name)) {
     throw new AppError('MODEL_MANIFEST_INVALID', `${manifest.name}: manifest input "${manifest.inputs.name}" is not in the model (it has ${session.inputNames.join(', ')})`);
   }

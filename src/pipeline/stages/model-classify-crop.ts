@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { AppError } from '../../core/errors.ts';
-import type { Finding } from '../../core/result.ts';
 import type { ModelCatalog } from '../../models/catalog.ts';
 import { defineStage } from '../stage.ts';
+import { classificationResult } from './model-classify.ts';
 import { decodeInput, type ImageLimits } from './decode-input.ts';
 import { DetectOutput } from './model-detect.ts';
 
@@ -55,20 +55,10 @@ export function createModelClassifyCropStage(deps: { models: Pick<ModelCatalog, 
       }
       const image = await decodeInput(bytes, deps.limits);
       const classes = await classifier.classify(image);
-      const sorted = [...classes].sort((a, b) => b.probability - a.probability);
-      const top = sorted[0];
-      if (!top) throw new AppError('MODEL_INFERENCE_FAILED', `${ctx.params.model} returned no classes`);
-      const findings: Finding[] = sorted
-        .filter((c) => c.probability >= ctx.params.minProbability)
-        .map((c) => ({ stage: ctx.stageId, code: c.code, label: c.display, probability: c.probability, model: classifier.ref }));
+      const { data, findings } = classificationResult(classifier, classes, ctx.stageId, ctx.params.minProbability);
       return {
         data: {
-          model: classifier.ref.name,
-          version: classifier.ref.version,
-          top: { code: top.code, probability: top.probability },
-          probabilities: Object.fromEntries(classes.map((c) => [c.code, c.probability])),
-          labels: Object.fromEntries(classes.map((c) => [c.code, c.display])),
-          minProbability: classifier.manifest.confidence.minProbability,
+          ...data,
           source: cropKey ? 'crop' as const : 'image' as const,
           cropKey,
         },

@@ -9,10 +9,35 @@ import * as ort from 'onnxruntime-node';
 import { camForClass, gradCamMap, gradCamWeights, type LinearHead } from '../../models/cam.ts';
 import { renderOverlay } from '../../models/cam-render.ts';
 import type { ModelCatalog } from '../../models/catalog.ts';
-import type { FeatureMap, ImageClassifier } from '../../models/onnx-classifier.ts';
+import type { ClassProbability, FeatureMap, ImageClassifier } from '../../models/onnx-classifier.ts';
 import type { RgbImage } from '../../models/preprocess.ts';
 import { defineStage } from '../stage.ts';
 import { decodeInput, type ImageLimits } from './decode-input.ts';
+
+/**
+ * What a classifier stage reports: the output other stages read (top class, probabilities, labels, the
+ * manifest's minimum probability) and one finding per label at or above minProbability.
+ */
+export function classificationResult(classifier: ImageClassifier, classes: readonly ClassProbability[], stageId: string, minProbability: number) {
+  const sorted = [...classes].sort((a, b) => b.probability - a.probability);
+  const top = sorted[0];
+  if (!top) throw new AppError('MODEL_INFERENCE_FAILED', `${classifier.ref.name} returned no classes`);
+  const findings: Finding[] = sorted
+    .filter((c) => c.probability >= minProbability)
+    .map((c) => ({ stage: stageId, code: c.code, label: c.display, probability: c.probability, model: classifier.ref }));
+  return {
+    top,
+    findings,
+    data: {
+      model: classifier.ref.name,
+      version: classifier.ref.version,
+      top: { code: top.code, probability: top.probability },
+      probabilities: Object.fromEntries(classes.map((c) => [c.code, c.probability])),
+      labels: Object.fromEntries(classes.map((c) => [c.code, c.display])),
+      minProbability: classifier.manifest.confidence.minProbability,
+    },
+  };
+}
 
 const HeadWeights = z.object({ weight: z.array(z.array(z.number())).min(1) });
 /** Overlays are stored at most this many pixels on their longer side: enough to read, small to serve. */
@@ -103,9 +128,7 @@ export function createModelClassifyStage(deps: { models: ModelCatalog; limits: I
       const image = await decodeInput(await ctx.readInput(), deps.limits);
       const explained = ctx.params.explain === 'cam' ? await classifier.classifyWithFeatureMap(image) : undefined;
       const classes = explained?.classes ?? await classifier.classify(image);
-      const sorted = [...classes].sort((a, b) => b.probability - a.probability);
-      const top = sorted[0];
-      if (!top) throw new AppError('MODEL_INFERENCE_FAILED', `${ctx.params.model} returned no classes`);
+      const { top, data, findings } = classificationResult(classifier, classes, ctx.stageId, ctx.params.minProbability);
 
       const heatmaps: Heatmap[] = [];
       if (explained) {
@@ -118,18 +141,8 @@ export function createModelClassifyStage(deps: { models: ModelCatalog; limits: I
         const objectKey = await ctx.putObject(`heatmap-${safe}.png`, png);
         heatmaps.push({ model: classifier.ref.name, label: top.code, method: cam.method, objectKey, width: background.width, height: background.height });
       }
-      const findings: Finding[] = sorted
-        .filter((c) => c.probability >= ctx.params.minProbability)
-        .map((c) => ({ stage: ctx.stageId, code: c.code, label: c.display, probability: c.probability, model: classifier.ref }));
       return {
-        data: {
-          model: classifier.ref.name,
-          version: classifier.ref.version,
-          top: { code: top.code, probability: top.probability },
-          probabilities: Object.fromEntries(classes.map((c) => [c.code, c.probability])),
-          labels: Object.fromEntries(classes.map((c) => [c.code, c.display])),
-          minProbability: classifier.manifest.confidence.minProbability,
-        },
+        data,
         findings,
         models: [classifier.ref],
         ...(heatmaps.length ? { report: { heatmaps } } : {}),
