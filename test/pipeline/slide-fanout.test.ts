@@ -154,6 +154,11 @@ for (const target of platformTargets()) {
       .tiff({ tile: true, pyramid: true, compression: 'jpeg', tileWidth: 256, tileHeight: 256, xres: 2000, yres: 2000, resolutionUnit: 'cm' }).toFile(out);
     const blank = await readFile(out);
     await assert.rejects(platform.intake.accept({ bytes: blank, pipeline: 'wsi-prognosis' }, { enqueue: false }), { code: 'SLIDE_REQUIRES_ASYNC' });
+    // A slide cut short is refused at intake with its code, and nothing of it is kept.
+    const sample = await readFile('samples/slide-demo.tif');
+    await assert.rejects(platform.intake.accept({ bytes: sample.subarray(0, 200_000), pipeline: 'wsi-prognosis' }, { enqueue: true }), { code: 'TRUNCATED_IMAGE' });
+    const [none] = await platform.db.query<{ n: number }>('SELECT count(*)::int AS n FROM dxflow_case');
+    assert.equal(none?.n, 0);
     const { caseId } = await platform.intake.accept({ bytes: blank, pipeline: 'wsi-prognosis' }, { enqueue: true });
     const outcome = await platform.runner.run(caseId);
     assert.equal(outcome.kind, 'finished');
